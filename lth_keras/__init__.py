@@ -1,3 +1,22 @@
-"""lth_keras: the Lottery Ticket Hypothesis for Keras 3."""
+"""lth_keras: the Lottery Ticket Hypothesis for Keras 3.
+
+Masked layers (`MaskedDense`, `MaskedConv2D`, the `MaskedLayer` protocol),
+pure pruning math (`lth_keras.pruning`) and the `IterativeMagnitudePruning`
+callback that finds winning tickets inside `model.fit`.
+"""
+
+from lth_keras import callbacks, layers, pruning
+from lth_keras.callbacks import IterativeMagnitudePruning
+from lth_keras.layers import MaskedConv2D, MaskedDense, MaskedLayer
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "IterativeMagnitudePruning",
+    "MaskedConv2D",
+    "MaskedDense",
+    "MaskedLayer",
+    "callbacks",
+    "layers",
+    "pruning",
+]

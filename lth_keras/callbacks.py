@@ -1,0 +1,446 @@
+"""The lottery-ticket callback, and the Keras plumbing it shares with the
+experiment runner: pruning a model, snapshotting and restoring its weights,
+and resetting an optimizer.
+
+Example: three rounds of IMP on LeNet-300-100 with `model.fit`.
+
+```python
+import keras, lth_keras
+
+model = keras.Sequential([
+    keras.Input((784,)),
+    lth_keras.MaskedDense(300, activation="relu"),
+    lth_keras.MaskedDense(100, activation="relu"),
+    lth_keras.MaskedDense(10),
+])
+model.compile(keras.optimizers.Adam(1.2e-3),
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+imp = lth_keras.IterativeMagnitudePruning(rates=0.2, round_epochs=2)
+model.fit(x, y, batch_size=60, epochs=3 * 2, callbacks=[imp])
+imp.rounds[-1]["pm"]          # 64.0 (% of prunable weights left)
+imp.to_csv("rounds.csv")
+```
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from lth_keras import layers as masked
+from lth_keras import pruning
+
+__all__ = [
+    "IterativeMagnitudePruning",
+    "WeightSnapshot",
+    "prune_model",
+    "reset_optimizer_state",
+    "default_output_layer",
+]
+
+
+# --------------------------------------------------------------------------
+# Plumbing shared with lth_keras.experiment.
+
+
+class WeightSnapshot:
+    """A copy of every model variable except the masks: a reset point.
+
+    Batch-norm moving statistics are part of the snapshot, so a reset returns
+    them to their values at the reset point too (the dense network's state at
+    θ0, or at iteration k when rewinding), exactly like the weights.
+
+    Args:
+        values: ``{variable.path: array}``.
+
+    Example:
+
+    ```python
+    theta0 = WeightSnapshot.take(model)
+    ...  # train, prune
+    theta0.restore(model)   # surviving weights = θ0, pruned weights = 0
+    ```
+    """
+
+    def __init__(self, values: dict[str, np.ndarray]):
+        self.values = dict(values)
+
+    @staticmethod
+    def _mask_ids(model):
+        return {id(mw.mask) for mw in masked.masked_weights(model)}
+
+    @classmethod
+    def take(cls, model) -> "WeightSnapshot":
+        mask_ids = cls._mask_ids(model)
+        values = {}
+        for variable in model.variables:
+            if id(variable) in mask_ids:
+                continue
+            if variable.path in values:
+                raise ValueError(f"Two model variables share the path {variable.path!r}.")
+            values[variable.path] = np.array(variable.numpy())
+        return cls(values)
+
+    def restore(self, model) -> None:
+        """Assigns the snapshot to `model`, leaving masks untouched.
+
+        Masked weights get ``where(mask, snapshot, 0)``: survivors equal the
+        snapshot bit for bit and pruned entries are exactly +0.0.
+        """
+        mask_ids = self._mask_ids(model)
+        mask_of = {id(mw.weight): mw.mask for mw in masked.masked_weights(model)}
+        for variable in model.variables:
+            if id(variable) in mask_ids:
+                continue
+            if variable.path not in self.values:
+                raise ValueError(f"The snapshot has no value for {variable.path!r}.")
+            value = self.values[variable.path]
+            if id(variable) in mask_of:
+                keep = mask_of[id(variable)].numpy() != 0
+                value = np.where(keep, value, np.zeros_like(value))
+            variable.assign(value)
+
+    def masked_values(self, model) -> dict[str, np.ndarray]:
+        """The snapshot's masked weights, keyed by masked-weight name."""
+        return {mw.name: self.values[mw.weight.path] for mw in masked.masked_weights(model)}
+
+
+def reset_optimizer_state(optimizer) -> None:
+    """Zeroes an optimizer's slots (moments, momentum) and iteration count.
+
+    Stale Adam moments or momentum would move freshly reset (and pruned)
+    weights on the first steps of a round; zeroing the iteration count also
+    restarts learning-rate schedules and warmup. The learning-rate variable
+    and a LossScaleOptimizer's loss scale are kept.
+    """
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        reset_optimizer_state(optimizer.inner_optimizer)
+        return
+    keep = {id(optimizer._learning_rate)}
+    averages = getattr(optimizer, "_model_variables_moving_average", None) or []
+    keep.update(id(v) for v in averages)
+    for variable in optimizer.variables:
+        if id(variable) not in keep:
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+    # An EMA restarts from the reset weights, not from the old trajectory.
+    for average, variable in zip(averages, getattr(optimizer, "_trainable_variables", [])):
+        average.assign(variable)
+
+
+def default_output_layer(model) -> str | None:
+    """The paper's "output layer": the last masked weight, if it is dense."""
+    weights = masked.masked_weights(model)
+    if len(weights) > 1 and weights[-1].kind == "dense":
+        return weights[-1].name
+    return None
+
+
+def prune_model(
+    model,
+    rates=0.2,
+    *,
+    scope: str = "layerwise",
+    include=None,
+    exclude=None,
+    output_layer="auto",
+) -> dict[str, np.ndarray]:
+    """Prunes `model` by magnitude, in place, and returns the new masks.
+
+    Ranks the current weights (``|w|`` of surviving entries) and writes the
+    new masks into the model's mask variables; newly pruned weights are set
+    to exactly zero.
+
+    Args:
+        model: a built model with `MaskedLayer`s.
+        rates: layerwise: a float, or a dict by kind or name (see
+            `pruning.resolve_rates`). Global: a float.
+        scope: ``"layerwise"`` or ``"global"``.
+        include: names (or fnmatch patterns) of masked layers to prune; all
+            when None.
+        exclude: names (or patterns) never to prune, e.g. ``["output",
+            "*_shortcut"]`` for ResNet.
+        output_layer: the layer pruned at half the dense rate by default;
+            ``"auto"`` picks the last masked layer when it is dense, None
+            disables it.
+    """
+    if scope not in ("layerwise", "global"):
+        raise ValueError(f"scope must be 'layerwise' or 'global', got {scope!r}.")
+    all_weights = masked.masked_weights(model)
+    chosen = {mw.name for mw in masked.masked_weights(model, include=include, exclude=exclude)}
+    weights = {mw.name: mw.weight.numpy() for mw in all_weights}
+    masks = {mw.name: mw.mask.numpy() for mw in all_weights}
+    if scope == "global":
+        rate = pruning.validate_rate(rates, "rates")
+        new_masks = pruning.prune_global(weights, masks, rate, include=[n for n in masks if n in chosen])
+    else:
+        if output_layer == "auto":
+            output_layer = default_output_layer(model)
+        kinds = {mw.name: mw.kind for mw in all_weights}
+        per_layer = pruning.resolve_rates(rates, kinds, output=output_layer)
+        per_layer = {n: r for n, r in per_layer.items() if n in chosen}
+        new_masks = pruning.prune_layerwise(weights, masks, per_layer)
+    masked.set_masks(model, new_masks)
+    return new_masks
+
+
+# --------------------------------------------------------------------------
+# The callback.
+
+
+class IterativeMagnitudePruning(keras.callbacks.Callback):
+    """Iterative magnitude pruning with reset, inside `model.fit`.
+
+    Training is split into rounds of `round_epochs` epochs (or `round_steps`
+    optimizer steps). At the end of every round but the last the callback:
+
+    1. prunes the surviving weights by magnitude (layerwise, or globally),
+    2. resets the survivors to the reset point and zeroes the pruned ones,
+    3. resets the optimizer state (moments, momentum, iteration count, so
+       learning-rate schedules restart).
+
+    The reset point is θ0, the weights when training begins, or with
+    `rewind_step=k` the weights after k steps of the first round ("late
+    resetting"/rewinding). Masks are never touched by a reset. Batch-norm
+    moving statistics are reset with the weights (they belong to the reset
+    point). Masks that are already sparse when training starts are honoured:
+    their pruned weights are zeroed first and pruning continues from them.
+
+    Run ``model.fit(..., epochs=R * round_epochs)`` for R rounds; the number
+    of rounds is read from the fit's length.
+
+    Args:
+        rates: pruning rate(s). Layerwise: a float (the output layer gets
+            half), or a dict by kind (``"dense"``, ``"conv"``,
+            ``"output"``) or by layer name. Global: a float.
+        round_epochs: epochs per round.
+        round_steps: optimizer steps per round (instead of `round_epochs`).
+        scope: ``"layerwise"`` (LeNet, Conv-2/4/6) or ``"global"``
+            (VGG-19, ResNet-18).
+        include: masked layer names/patterns to prune (default: all).
+        exclude: masked layer names/patterns never pruned.
+        output_layer: which layer gets the output rate; ``"auto"`` is the
+            last masked layer when it is dense.
+        rewind_step: reset to the weights at this step of round 1 (0 = θ0).
+        reset_optimizer: reset the optimizer state every round (default).
+        verbose: 1 prints one line per round.
+
+    Attributes:
+        rounds: one dict per finished round: ``round`` (0 = dense), ``pm``
+            (P_m in percent during that round), ``pm_per_layer``,
+            ``remaining``, ``total``, ``steps`` and ``logs`` (the round's
+            final logs).
+
+    Example:
+
+    ```python
+    imp = IterativeMagnitudePruning(rates={"dense": 0.2}, round_steps=500,
+                                    rewind_step=100)
+    model.fit(dataset.repeat(), steps_per_epoch=500, epochs=10,
+              callbacks=[imp])
+    ```
+    """
+
+    def __init__(
+        self,
+        rates=0.2,
+        *,
+        round_epochs: int | None = None,
+        round_steps: int | None = None,
+        scope: str = "layerwise",
+        include=None,
+        exclude=None,
+        output_layer="auto",
+        rewind_step: int = 0,
+        reset_optimizer: bool = True,
+        verbose: int = 1,
+    ):
+        super().__init__()
+        if (round_epochs is None) == (round_steps is None):
+            raise ValueError("Give exactly one of `round_epochs` and `round_steps`.")
+        for name, value in (("round_epochs", round_epochs), ("round_steps", round_steps)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if scope not in ("layerwise", "global"):
+            raise ValueError(f"`scope` must be 'layerwise' or 'global', got {scope!r}.")
+        if scope == "global":
+            pruning.validate_rate(rates, "rates")
+        elif not isinstance(rates, dict):
+            pruning.validate_rate(rates, "rates")
+        if not isinstance(rewind_step, int) or rewind_step < 0:
+            raise ValueError(f"`rewind_step` must be an integer >= 0, got {rewind_step!r}.")
+        if round_steps is not None and rewind_step >= round_steps:
+            raise ValueError(
+                f"`rewind_step` ({rewind_step}) must be smaller than `round_steps` ({round_steps})."
+            )
+        self.rates = rates
+        self.round_epochs = round_epochs
+        self.round_steps = round_steps
+        self.scope = scope
+        self.include = include
+        self.exclude = exclude
+        self.output_layer = output_layer
+        self.rewind_step = rewind_step
+        self.reset_optimizer = reset_optimizer
+        self.verbose = verbose
+        self.rounds: list[dict] = []
+        self.reset_point: WeightSnapshot | None = None
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def _total_rounds(self):
+        epochs = self.params.get("epochs")
+        if self.round_epochs is not None:
+            if epochs is not None and epochs % self.round_epochs:
+                raise ValueError(
+                    f"fit's epochs ({epochs}) is not a multiple of round_epochs "
+                    f"({self.round_epochs})."
+                )
+            return None if epochs is None else epochs // self.round_epochs
+        steps = self.params.get("steps")
+        if epochs is None or steps is None:
+            return None
+        return (epochs * steps) // self.round_steps
+
+    def _check_steps_per_execution(self):
+        spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        for name, value in (("round_steps", self.round_steps), ("rewind_step", self.rewind_step)):
+            if value and value % spe:
+                raise ValueError(
+                    f"`{name}` ({value}) must be a multiple of the model's "
+                    f"steps_per_execution ({spe}): the callback only sees "
+                    "every steps_per_execution-th step."
+                )
+
+    def _record(self, logs):
+        counts = masked.count_weights(self.model)
+        remaining = sum(r for r, _ in counts.values())
+        total = sum(t for _, t in counts.values())
+        entry = {
+            "round": len(self.rounds),
+            "pm": 100.0 * remaining / total,
+            "pm_per_layer": {n: 100.0 * r / t for n, (r, t) in counts.items()},
+            "remaining": remaining,
+            "total": total,
+            "steps": self._round_step,
+            "logs": {k: _to_float(v) for k, v in (logs or {}).items()},
+        }
+        self.rounds.append(entry)
+        return entry
+
+    # -- Keras hooks -------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if not masked.masked_weights(self.model):
+            raise ValueError(
+                "IterativeMagnitudePruning found no MaskedLayer in the model: "
+                "build it from lth_keras.MaskedDense/MaskedConv2D or your own "
+                "MaskedLayer subclass."
+            )
+        self._check_steps_per_execution()
+        self._rounds_total = self._total_rounds()
+        self.rounds = []
+        self._round_step = 0
+        self._batch_begin = 0
+        self._round_closed = False
+        # Pre-pruned masks: pruned weights must be exactly zero from the start.
+        masked.apply_masks_to_weights(self.model)
+        self.reset_point = WeightSnapshot.take(self.model) if self.rewind_step == 0 else None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch_begin = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._round_step += batch - self._batch_begin + 1
+        self._round_closed = False
+        if self.reset_point is None and self._round_step >= self.rewind_step:
+            self.reset_point = WeightSnapshot.take(self.model)
+        if self.round_steps is not None and self._round_step >= self.round_steps:
+            self._end_round(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.round_epochs is not None and (epoch + 1) % self.round_epochs == 0:
+            if self.reset_point is None:
+                raise ValueError(
+                    f"rewind_step={self.rewind_step} is beyond the first round "
+                    f"({self._round_step} steps)."
+                )
+            self._end_round(logs)
+
+    def on_train_end(self, logs=None):
+        # A fit that stops early (or whose length was unknown) still records
+        # the round it was in.
+        if not self._round_closed and self._round_step > 0:
+            self._record(logs)
+
+    def _end_round(self, logs):
+        entry = self._record(logs)
+        self._round_step = 0
+        self._round_closed = True
+        if self._rounds_total is not None and len(self.rounds) >= self._rounds_total:
+            if self.verbose:
+                _say(f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% (final round)")
+            return
+        prune_model(
+            self.model,
+            self.rates,
+            scope=self.scope,
+            include=self.include,
+            exclude=self.exclude,
+            output_layer=self.output_layer,
+        )
+        self.reset_point.restore(self.model)
+        if self.reset_optimizer:
+            reset_optimizer_state(self.model.optimizer)
+        if self.verbose:
+            next_pm = 100.0 * masked.fraction_remaining(self.model)
+            _say(
+                f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% -> pruned to "
+                f"{next_pm:.1f}%, reset to "
+                + ("θ0" if self.rewind_step == 0 else f"step {self.rewind_step}")
+            )
+
+    # -- export ------------------------------------------------------------
+
+    def rows(self) -> list[dict]:
+        """`rounds` as flat rows: round, pm, pm/<layer>, remaining, total,
+        steps, then the logs (loadable with pandas.DataFrame)."""
+        rows = []
+        for entry in self.rounds:
+            row = {k: entry[k] for k in ("round", "pm", "remaining", "total", "steps")}
+            row.update({f"pm/{n}": v for n, v in entry["pm_per_layer"].items()})
+            row.update(entry["logs"])
+            rows.append(row)
+        return rows
+
+    def to_csv(self, path: str) -> None:
+        """Writes `rows()` as CSV (atomically)."""
+        from lth_keras import results
+
+        rows = self.rows()
+        fields = []
+        for row in rows:
+            fields.extend(k for k in row if k not in fields)
+        results.atomic_write_csv(path, rows, fieldnames=fields)
+
+    def to_json(self, path: str) -> None:
+        """Writes `rounds` as JSON (atomically)."""
+        from lth_keras import results
+
+        results.atomic_write_json(path, self.rounds)
+
+
+def _to_float(value):
+    try:
+        value = float(np.asarray(value))
+    except (TypeError, ValueError):
+        return value
+    return value if math.isfinite(value) else float("nan")
+
+
+def _say(message):
+    print(message, flush=True)

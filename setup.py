@@ -1,0 +1,37 @@
+"""lth_keras: the Lottery Ticket Hypothesis for TensorFlow / Keras 3."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+README = pathlib.Path(__file__).with_name("README.md")
+
+setup(
+    name="lth_keras",
+    version="0.1.0",
+    description=(
+        "Lottery Ticket Hypothesis for Keras 3: masked layers, iterative "
+        "magnitude pruning with reset/rewinding, experiments and figures."
+    ),
+    long_description=README.read_text() if README.exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["lth_keras", "lth_keras.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.3",
+        "tensorflow-datasets>=4.9",
+        # tensorflow-datasets' download_and_prepare needs it on Python 3.11.
+        "importlib_resources",
+        "absl-py",
+        "numpy",
+        "pandas",
+        "matplotlib",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "scikit-learn"],
+        # Runs only in its own process (lth_keras.baselines); never imported
+        # by the core, because it switches tf.keras to tf_keras.
+        "tfmot": ["tensorflow-model-optimization", "tf_keras"],
+    },
+)
