@@ -24,6 +24,7 @@ setup(
         # tensorflow-datasets' download_and_prepare needs it on Python 3.11.
         "importlib_resources",
         "absl-py",
+        "tensorboard",
         "numpy",
         "pandas",
         "matplotlib",

@@ -49,12 +49,18 @@ __all__ = [
 class WeightSnapshot:
     """A copy of every model variable except the masks: a reset point.
 
-    Batch-norm moving statistics are part of the snapshot, so a reset returns
-    them to their values at the reset point too (the dense network's state at
-    θ0, or at iteration k when rewinding), exactly like the weights.
+    Batch-norm moving statistics (and dropout seed state) are part of the
+    snapshot, so a reset returns them to their values at the reset point
+    too (θ0, or iteration k when rewinding), exactly like the weights.
+
+    Values are kept in the order of `model.variables` (masks skipped), not
+    by variable path: Keras paths depend on how many models a process built
+    before, so a snapshot written by one process must be matched by position
+    in another.
 
     Args:
-        values: ``{variable.path: array}``.
+        values: one array per non-mask variable, in model order.
+        paths: the variables' paths, for messages and inspection.
 
     Example:
 
@@ -65,24 +71,19 @@ class WeightSnapshot:
     ```
     """
 
-    def __init__(self, values: dict[str, np.ndarray]):
-        self.values = dict(values)
+    def __init__(self, values, paths=None):
+        self.values = [np.asarray(v) for v in values]
+        self.paths = list(paths) if paths is not None else [str(i) for i in range(len(values))]
 
     @staticmethod
-    def _mask_ids(model):
-        return {id(mw.mask) for mw in masked.masked_weights(model)}
+    def _variables(model):
+        mask_ids = {id(mw.mask) for mw in masked.masked_weights(model)}
+        return [v for v in model.variables if id(v) not in mask_ids]
 
     @classmethod
     def take(cls, model) -> "WeightSnapshot":
-        mask_ids = cls._mask_ids(model)
-        values = {}
-        for variable in model.variables:
-            if id(variable) in mask_ids:
-                continue
-            if variable.path in values:
-                raise ValueError(f"Two model variables share the path {variable.path!r}.")
-            values[variable.path] = np.array(variable.numpy())
-        return cls(values)
+        variables = cls._variables(model)
+        return cls([np.array(v.numpy()) for v in variables], [v.path for v in variables])
 
     def restore(self, model) -> None:
         """Assigns the snapshot to `model`, leaving masks untouched.
@@ -90,22 +91,42 @@ class WeightSnapshot:
         Masked weights get ``where(mask, snapshot, 0)``: survivors equal the
         snapshot bit for bit and pruned entries are exactly +0.0.
         """
-        mask_ids = self._mask_ids(model)
+        variables = self._variables(model)
+        if len(variables) != len(self.values):
+            raise ValueError(
+                f"The snapshot holds {len(self.values)} variables but the model "
+                f"has {len(variables)} (masks excluded): a different architecture?"
+            )
         mask_of = {id(mw.weight): mw.mask for mw in masked.masked_weights(model)}
-        for variable in model.variables:
-            if id(variable) in mask_ids:
-                continue
-            if variable.path not in self.values:
-                raise ValueError(f"The snapshot has no value for {variable.path!r}.")
-            value = self.values[variable.path]
+        for variable, value, path in zip(variables, self.values, self.paths):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"Snapshot value {path!r} has shape {value.shape}; model "
+                    f"variable {variable.path!r} has {tuple(variable.shape)}."
+                )
             if id(variable) in mask_of:
                 keep = mask_of[id(variable)].numpy() != 0
                 value = np.where(keep, value, np.zeros_like(value))
             variable.assign(value)
 
     def masked_values(self, model) -> dict[str, np.ndarray]:
-        """The snapshot's masked weights, keyed by masked-weight name."""
-        return {mw.name: self.values[mw.weight.path] for mw in masked.masked_weights(model)}
+        """The snapshot's masked weights (e.g. kernels), by masked-weight name."""
+        index = {id(v): i for i, v in enumerate(self._variables(model))}
+        return {
+            mw.name: self.values[index[id(mw.weight)]] for mw in masked.masked_weights(model)
+        }
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat ``{name: array}`` for an npz file (see `from_arrays`)."""
+        arrays = {f"{i:05d}": v for i, v in enumerate(self.values)}
+        arrays["paths"] = np.array(self.paths)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "WeightSnapshot":
+        keys = sorted(k for k in arrays if k != "paths")
+        paths = [str(p) for p in arrays["paths"]] if "paths" in arrays else None
+        return cls([np.asarray(arrays[k]) for k in keys], paths)
 
 
 def reset_optimizer_state(optimizer) -> None:
@@ -168,22 +189,19 @@ def prune_model(
             ``"auto"`` picks the last masked layer when it is dense, None
             disables it.
     """
-    if scope not in ("layerwise", "global"):
-        raise ValueError(f"scope must be 'layerwise' or 'global', got {scope!r}.")
     all_weights = masked.masked_weights(model)
-    chosen = {mw.name for mw in masked.masked_weights(model, include=include, exclude=exclude)}
-    weights = {mw.name: mw.weight.numpy() for mw in all_weights}
-    masks = {mw.name: mw.mask.numpy() for mw in all_weights}
-    if scope == "global":
-        rate = pruning.validate_rate(rates, "rates")
-        new_masks = pruning.prune_global(weights, masks, rate, include=[n for n in masks if n in chosen])
-    else:
-        if output_layer == "auto":
-            output_layer = default_output_layer(model)
-        kinds = {mw.name: mw.kind for mw in all_weights}
-        per_layer = pruning.resolve_rates(rates, kinds, output=output_layer)
-        per_layer = {n: r for n, r in per_layer.items() if n in chosen}
-        new_masks = pruning.prune_layerwise(weights, masks, per_layer)
+    chosen = [mw.name for mw in masked.masked_weights(model, include=include, exclude=exclude)]
+    if output_layer == "auto":
+        output_layer = default_output_layer(model)
+    new_masks = pruning.prune(
+        {mw.name: mw.weight.numpy() for mw in all_weights},
+        {mw.name: mw.mask.numpy() for mw in all_weights},
+        rates,
+        kinds={mw.name: mw.kind for mw in all_weights},
+        scope=scope,
+        output=output_layer,
+        include=chosen,
+    )
     masked.set_masks(model, new_masks)
     return new_masks
 

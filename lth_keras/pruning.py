@@ -42,6 +42,7 @@ __all__ = [
     "prune_global",
     "random_masks",
     "percent_remaining",
+    "prune",
 ]
 
 # Rate keys by kind. "output" is the model's last dense layer, which the
@@ -283,3 +284,40 @@ def percent_remaining(masks: Mapping[str, np.ndarray]) -> tuple[float, dict[str,
     if total == 0:
         raise ValueError("No masks given.")
     return 100.0 * alive / total, per_layer
+
+
+def prune(
+    weights: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray],
+    rates,
+    *,
+    kinds: Mapping[str, str],
+    scope: str = "layerwise",
+    output: str | None = None,
+    include=None,
+) -> dict[str, np.ndarray]:
+    """One round of magnitude pruning, layerwise or global: the entry point
+    the callback and the experiment runner share.
+
+    Args:
+        weights: current weights, by name.
+        masks: current masks, by name.
+        rates: layerwise: anything `resolve_rates` takes; global: a float.
+        kinds: ``{name: kind}`` for every name, in model order.
+        scope: ``"layerwise"`` or ``"global"``.
+        output: the output layer's name (layerwise default rate: half).
+        include: names that may be pruned; the others keep their masks.
+
+    Returns:
+        New masks (float32), by name.
+    """
+    if scope == "global":
+        rate = validate_rate(rates, "rates")
+        chosen = list(masks) if include is None else [n for n in masks if n in set(include)]
+        return prune_global(weights, masks, rate, include=chosen)
+    if scope != "layerwise":
+        raise ValueError(f"scope must be 'layerwise' or 'global', got {scope!r}.")
+    per_layer = resolve_rates(rates, kinds, output=output)
+    if include is not None:
+        per_layer = {n: r for n, r in per_layer.items() if n in set(include)}
+    return prune_layerwise(weights, masks, per_layer)

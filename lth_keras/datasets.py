@@ -1,0 +1,612 @@
+"""Datasets for lottery-ticket experiments: loading, splitting, normalising.
+
+A small registry (`DATASETS`) maps a name to a `DatasetSpec`; `load(name)`
+turns it into a `Dataset` of float32 NHWC arrays with a seeded validation
+split held out of the training set and per-channel standardisation computed
+on the remaining training examples only (so neither validation nor test data
+leak into the statistics).
+
+Real datasets are looked for, in order, in:
+
+1. ``data_dir`` if given (and nowhere else: an explicit directory that lacks
+   the files is an error, not a reason to silently use different data);
+2. for ``fashion_mnist``, the Debian package ``dataset-fashion-mnist``
+   (`DEBIAN_FASHION_MNIST_DIR`);
+3. tensorflow-datasets, which works online or from a prepared TFDS data dir.
+
+Files are parsed with numpy alone, so loading needs no network and no
+TensorFlow. The input-pipeline helpers at the bottom (`augment_flip_crop`,
+`train_batches`) import TensorFlow lazily.
+
+Example:
+    >>> from lth_keras import datasets
+    >>> ds = datasets.load("synthetic", validation_size=200, seed=1)
+    >>> ds.x_train.shape, ds.x_val.shape, ds.x_test.shape
+    ((1000, 28, 28, 1), (200, 28, 28, 1), (200, 28, 28, 1))
+    >>> ds.input_shape, ds.num_classes
+    ((28, 28, 1), 10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+# Module-level so tests (and unusual installs) can point it elsewhere.
+DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+DEBIAN_FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR10_TEST_FILE = "test_batch.bin"
+CIFAR10_SUBDIR = "cifar-10-batches-bin"
+
+_CIFAR_SIDE = 32
+_CIFAR_RECORD = 1 + 3 * _CIFAR_SIDE * _CIFAR_SIDE
+
+# IDX type codes (third magic byte). Multi-byte types are big-endian.
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+class DataUnavailableError(Exception):
+    """No source could provide a dataset; the message lists what was tried."""
+
+
+class _Raw(NamedTuple):
+    """Unsplit, unnormalised arrays: images NHWC (any numeric dtype)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """Normalised train/validation/test splits of one dataset.
+
+    Images are float32 NHWC standardised with the per-channel mean/std of
+    ``x_train``; labels are int32 in ``[0, num_classes)``. ``augment`` tells
+    the training loop to apply `augment_flip_crop` (CIFAR10); loading never
+    augments.
+
+    Example:
+        >>> ds = load("synthetic", validation_size=100)
+        >>> ds.input_shape, ds.x_train.dtype, ds.y_train.dtype
+        ((28, 28, 1), dtype('float32'), dtype('int32'))
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    augment: bool
+    source: str
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    def __repr__(self) -> str:
+        # The default repr would dump array contents.
+        return (
+            f"Dataset(name={self.name!r}, train={len(self.x_train)}, "
+            f"val={len(self.x_val)}, test={len(self.x_test)}, "
+            f"input_shape={self.input_shape}, num_classes={self.num_classes}, "
+            f"augment={self.augment}, source={self.source!r})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Registry entry: what a dataset looks like and where to find it.
+
+    ``read_dir(path)`` parses local files (raising `FileNotFoundError` when
+    they are absent); ``system_dirs()`` lists well-known install locations,
+    evaluated at load time so monkeypatched constants are honoured.
+    """
+
+    name: str
+    input_shape: tuple
+    num_classes: int
+    augment: bool
+    expected_files: tuple = ()
+    read_dir: Callable[[str], _Raw] | None = None
+    system_dirs: Callable[[], tuple] = lambda: ()
+    tfds_name: str | None = None
+    hint: str = ""
+
+
+# --------------------------------------------------------------------------
+# File formats
+# --------------------------------------------------------------------------
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Parses one IDX file (gzipped if the name ends in ``.gz``).
+
+    Format: magic ``00 00 <type> <ndim>``, then ``ndim`` big-endian uint32
+    dimensions, then the data in row-major order.
+
+    Example:
+        >>> read_idx(os.path.join(DEBIAN_FASHION_MNIST_DIR,
+        ...                       "t10k-labels-idx1-ubyte.gz")).shape  # doctest: +SKIP
+        (10000,)
+    """
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+    type_code, ndim = data[2], data[3]
+    if type_code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX data type 0x{type_code:02x}")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: truncated IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    dtype = _IDX_DTYPES[type_code]
+    count = int(np.prod(dims, dtype=np.int64))
+    if len(data) - header != count * dtype.itemsize:
+        raise ValueError(
+            f"{path}: header says {dims} x {dtype.itemsize} bytes, "
+            f"file has {len(data) - header} data bytes"
+        )
+    arr = np.frombuffer(data, dtype, count=count, offset=header).reshape(dims)
+    # Native byte order, and writable (frombuffer on bytes is read-only).
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _find_idx(directory: str, stem: str) -> str | None:
+    # Also accept the "train-images.idx3-ubyte" spelling some mirrors use.
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem + ".gz", stem, dotted + ".gz", dotted):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_idx_dir(directory: str) -> _Raw:
+    """Reads MNIST-style IDX train/t10k images and labels from a directory."""
+    paths = {stem: _find_idx(directory, stem) for stem in IDX_FILES}
+    missing = [stem + "[.gz]" for stem, p in paths.items() if p is None]
+    if missing:
+        raise FileNotFoundError(f"{directory}: missing {', '.join(missing)}")
+    x_train, y_train, x_test, y_test = (read_idx(paths[s]) for s in IDX_FILES)
+    for x, path in ((x_train, paths[IDX_FILES[0]]), (x_test, paths[IDX_FILES[2]])):
+        if x.ndim != 3:
+            raise ValueError(f"{path}: expected (N, H, W) images, got {x.shape}")
+    return _Raw(x_train[..., None], y_train, x_test[..., None], y_test)
+
+
+def read_cifar10_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parses a CIFAR10 binary batch into (uint8 NHWC images, uint8 labels).
+
+    Each record is 1 label byte then 3072 pixel bytes: the 1024 red values,
+    then green, then blue, each a row-major 32x32 plane.
+    """
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % _CIFAR_RECORD:
+        raise ValueError(
+            f"{path}: size {raw.size} is not a positive multiple of the "
+            f"{_CIFAR_RECORD}-byte CIFAR10 record"
+        )
+    records = raw.reshape(-1, _CIFAR_RECORD)
+    images = records[:, 1:].reshape(-1, 3, _CIFAR_SIDE, _CIFAR_SIDE)
+    return np.ascontiguousarray(images.transpose(0, 2, 3, 1)), records[:, 0].copy()
+
+
+def read_cifar10_dir(directory: str) -> _Raw:
+    """Reads CIFAR10 binary batches from ``directory`` or its
+    ``cifar-10-batches-bin`` subfolder (as unpacked from the official tarball)."""
+    names = CIFAR10_TRAIN_FILES + (CIFAR10_TEST_FILE,)
+    for candidate in (directory, os.path.join(directory, CIFAR10_SUBDIR)):
+        if all(os.path.isfile(os.path.join(candidate, n)) for n in names):
+            break
+    else:
+        raise FileNotFoundError(
+            f"{directory} (or its {CIFAR10_SUBDIR}/ subfolder): missing "
+            f"some of {', '.join(names)}"
+        )
+    train = [read_cifar10_batch(os.path.join(candidate, n)) for n in CIFAR10_TRAIN_FILES]
+    x_test, y_test = read_cifar10_batch(os.path.join(candidate, CIFAR10_TEST_FILE))
+    return _Raw(
+        np.concatenate([x for x, _ in train]),
+        np.concatenate([y for _, y in train]),
+        x_test,
+        y_test,
+    )
+
+
+# Reachability check before a tfds download: offline, tfds retries for
+# minutes before failing. Set to None to skip the check.
+TFDS_PROBE_HOST = ("storage.googleapis.com", 443)
+TFDS_PROBE_TIMEOUT_S = 5.0
+
+
+def _load_tfds(name: str, data_dir: str | None):
+    """Returns ``{"train": (images, labels), "test": (images, labels)}``
+    from tensorflow-datasets (tensors or arrays). Isolated so tests can
+    replace it: a real call may try to download."""
+    import tensorflow_datasets as tfds  # slow import; only when needed
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared() and TFDS_PROBE_HOST is not None:
+        import socket
+
+        try:
+            socket.create_connection(TFDS_PROBE_HOST, timeout=TFDS_PROBE_TIMEOUT_S).close()
+        except OSError as e:
+            raise ConnectionError(
+                f"not prepared in {builder.data_dir} and offline "
+                f"({TFDS_PROBE_HOST[0]} unreachable: {e})"
+            ) from e
+    return tfds.load(name, data_dir=data_dir, batch_size=-1, as_supervised=True)
+
+
+def _raw_from_tfds(result) -> _Raw:
+    try:
+        x_train, y_train = result["train"]
+        x_test, y_test = result["test"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            "expected a mapping with 'train' and 'test' (image, label) pairs"
+        ) from e
+    return _Raw(*(np.asarray(a) for a in (x_train, y_train, x_test, y_test)))
+
+
+# --------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------
+
+_IDX_NAMES = ", ".join(s + ".gz" for s in IDX_FILES)
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        input_shape=(28, 28, 1),
+        num_classes=10,
+        augment=False,
+        expected_files=tuple(s + "[.gz]" for s in IDX_FILES),
+        read_dir=read_idx_dir,
+        tfds_name="mnist",
+        hint=f"pass --data_dir=DIR containing {_IDX_NAMES} (gzipped or not)",
+    ),
+    "fashion_mnist": DatasetSpec(
+        name="fashion_mnist",
+        input_shape=(28, 28, 1),
+        num_classes=10,
+        augment=False,
+        expected_files=tuple(s + "[.gz]" for s in IDX_FILES),
+        read_dir=read_idx_dir,
+        system_dirs=lambda: (DEBIAN_FASHION_MNIST_DIR,),
+        tfds_name="fashion_mnist",
+        hint=(
+            f"pass --data_dir=DIR containing {_IDX_NAMES} (gzipped or not); "
+            f"or install the Debian package `apt-get install "
+            f"{DEBIAN_FASHION_MNIST_PACKAGE}`"
+        ),
+    ),
+    "cifar10": DatasetSpec(
+        name="cifar10",
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        augment=True,
+        expected_files=CIFAR10_TRAIN_FILES + (CIFAR10_TEST_FILE,),
+        read_dir=read_cifar10_dir,
+        tfds_name="cifar10",
+        hint=(
+            "pass --data_dir=DIR containing "
+            f"{', '.join(CIFAR10_TRAIN_FILES + (CIFAR10_TEST_FILE,))} "
+            f"(directly or in {CIFAR10_SUBDIR}/, as in the official "
+            "cifar-10-binary.tar.gz)"
+        ),
+    ),
+    "synthetic": DatasetSpec(
+        name="synthetic",
+        input_shape=(28, 28, 1),
+        num_classes=10,
+        augment=False,
+    ),
+}
+
+SYNTHETIC_SIZES = (1200, 200)
+
+
+def _unavailable(name: str, tried: list[str], spec: DatasetSpec) -> DataUnavailableError:
+    lines = [f"Could not load dataset {name!r}. Sources tried:"]
+    lines += [f"  {i}. {t}" for i, t in enumerate(tried, 1)]
+    how = [spec.hint] if spec.hint else []
+    if spec.tfds_name:
+        how.append(
+            "or run online so tensorflow-datasets can download "
+            f"{spec.tfds_name!r} (or pass tfds_data_dir pointing at a TFDS "
+            "data dir where it is already prepared)"
+        )
+    lines.append("To supply the data: " + "; ".join(how) + ".")
+    return DataUnavailableError("\n".join(lines))
+
+
+def _load_real(spec: DatasetSpec, data_dir: str | None, tfds_data_dir: str | None):
+    """Returns (raw arrays, source description), trying each source in turn."""
+    if data_dir is not None:
+        try:
+            return spec.read_dir(data_dir), f"files in {data_dir}"
+        except (OSError, ValueError) as e:
+            # An explicit data_dir is the user's choice of data: never fall
+            # back to something else behind their back.
+            raise _unavailable(
+                spec.name,
+                [f"data_dir {data_dir!r}: {type(e).__name__}: {e}; expected "
+                 f"{', '.join(spec.expected_files)}"],
+                spec,
+            ) from e
+
+    tried = []
+    for directory in spec.system_dirs():
+        try:
+            return spec.read_dir(directory), f"idx files in {directory}"
+        except (OSError, ValueError) as e:
+            tried.append(f"{directory}: {type(e).__name__}: {e}")
+
+    if spec.tfds_name:
+        where = tfds_data_dir or "its default data dir"
+        try:
+            raw = _raw_from_tfds(_load_tfds(spec.tfds_name, tfds_data_dir))
+            return raw, f"tensorflow-datasets {spec.tfds_name!r} ({where})"
+        except Exception as e:  # tfds raises many types; report, don't crash
+            msg = str(e).strip().splitlines()
+            tried.append(
+                f"tensorflow-datasets {spec.tfds_name!r} ({where}): "
+                f"{type(e).__name__}: {msg[0] if msg else ''}"
+            )
+    raise _unavailable(spec.name, tried, spec)
+
+
+def _synthetic(shape: tuple, sizes: tuple, num_classes: int, seed: int) -> _Raw:
+    """Class templates plus pixel noise, so labels are a learnable function
+    of the inputs. Templates are blocky (coarse grid upsampled) rather than
+    white noise so both MLPs and small convnets pick them up quickly."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    h, w, c = shape
+    gh, gw = max(1, h // 4), max(1, w // 4)
+    coarse = rng.standard_normal((num_classes, gh, gw, c))
+    rows = np.arange(h) * gh // h
+    cols = np.arange(w) * gw // w
+    templates = coarse[:, rows][:, :, cols]
+    # Signal strength scaled with dimension so difficulty is roughly the same
+    # for any shape: a nearest-mean classifier gets most, not all, right.
+    scale = 7.0 / np.sqrt(2.0 * h * w * c)
+
+    def draw(n):
+        y = rng.integers(0, num_classes, size=n)
+        x = scale * templates[y] + rng.standard_normal((n, h, w, c))
+        return x.astype(np.float32), y
+
+    x_train, y_train = draw(sizes[0])
+    x_test, y_test = draw(sizes[1])
+    return _Raw(x_train, y_train, x_test, y_test)
+
+
+# --------------------------------------------------------------------------
+# Splitting and normalisation
+# --------------------------------------------------------------------------
+
+
+def _channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    # Chunked float64 sums: exact enough, without a float64 copy of CIFAR.
+    c = x.shape[-1]
+    s, ss = np.zeros(c), np.zeros(c)
+    for i in range(0, len(x), chunk):
+        block = x[i : i + chunk].astype(np.float64).reshape(-1, c)
+        s += block.sum(axis=0)
+        ss += np.square(block).sum(axis=0)
+    n = x.size // c
+    mean = s / n
+    std = np.sqrt(np.maximum(ss / n - mean**2, 0.0))
+    std[std < 1e-8] = 1.0  # constant channel: centre it, don't divide by 0
+    return mean, std
+
+
+def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    out = x.astype(np.float32)  # a copy, so in-place ops below are safe
+    out -= mean.astype(np.float32)
+    out /= std.astype(np.float32)
+    return out
+
+
+def _check_raw(raw: _Raw, spec: DatasetSpec, input_shape: tuple, source: str) -> None:
+    for split, x, y in (("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)):
+        if tuple(x.shape[1:]) != tuple(input_shape):
+            raise ValueError(
+                f"{spec.name} from {source}: {split} images have shape "
+                f"{x.shape[1:]}, expected {input_shape}"
+            )
+        if y.shape != (len(x),):
+            raise ValueError(
+                f"{spec.name} from {source}: {len(x)} {split} images but "
+                f"labels of shape {y.shape}"
+            )
+        if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
+            raise ValueError(
+                f"{spec.name} from {source}: {split} labels outside "
+                f"[0, {spec.num_classes})"
+            )
+
+
+def load(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    seed: int = 0,
+    validation_size: int = 5000,
+    tfds_data_dir: str | None = None,
+    synthetic_shape: tuple | None = None,
+    synthetic_sizes: tuple[int, int] | None = None,
+) -> Dataset:
+    """Loads a registered dataset, holds out a validation split, normalises.
+
+    ``validation_size`` training examples, chosen by a permutation seeded
+    with ``seed``, become ``x_val``/``y_val``; mean/std per channel come from
+    the rest. Both splits keep the original file order. ``synthetic_shape``
+    (H, W, C) and ``synthetic_sizes`` (n_train incl. validation, n_test;
+    default (1200, 200)) apply to ``"synthetic"`` only, whose data is also
+    determined by ``seed``.
+
+    Raises:
+        ValueError: unknown ``name``, bad ``validation_size``, or synthetic
+            options given for a real dataset.
+        DataUnavailableError: no source has the data.
+
+    Example:
+        >>> ds = load("synthetic", validation_size=200, synthetic_shape=(32, 32, 3))
+        >>> ds.x_train.shape
+        (1000, 32, 32, 3)
+    """
+    if name not in DATASETS:
+        raise ValueError(f"name={name!r} is not a known dataset; known: {sorted(DATASETS)}")
+    spec = DATASETS[name]
+
+    if name == "synthetic":
+        shape = tuple(int(d) for d in (synthetic_shape or spec.input_shape))
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"synthetic_shape must be (H, W, C) positive ints, got {synthetic_shape}")
+        sizes = tuple(int(n) for n in (synthetic_sizes or SYNTHETIC_SIZES))
+        if len(sizes) != 2 or min(sizes) < 1:
+            raise ValueError(f"synthetic_sizes must be (n_train, n_test) positive ints, got {synthetic_sizes}")
+        raw = _synthetic(shape, sizes, spec.num_classes, seed)
+        source = f"synthetic class templates + noise (seed={seed})"
+    else:
+        if synthetic_shape is not None or synthetic_sizes is not None:
+            raise ValueError(
+                f"synthetic_shape/synthetic_sizes only apply to 'synthetic', not {name!r}"
+            )
+        shape = spec.input_shape
+        raw, source = _load_real(spec, data_dir, tfds_data_dir)
+    _check_raw(raw, spec, shape, source)
+
+    n = len(raw.x_train)
+    if not isinstance(validation_size, (int, np.integer)) or not 0 <= validation_size < n:
+        raise ValueError(
+            f"validation_size must be an int in [0, {n}) for {name!r} "
+            f"({n} training examples from {source}), got {validation_size!r}"
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    val_idx = np.sort(perm[:validation_size])
+    train_idx = np.sort(perm[validation_size:])
+
+    # Index the raw (often uint8) arrays before converting, to keep peak
+    # memory near one float32 copy of the data.
+    x_train_raw = raw.x_train[train_idx]
+    mean, std = _channel_stats(x_train_raw)
+    return Dataset(
+        name=name,
+        x_train=_normalise(x_train_raw, mean, std),
+        y_train=raw.y_train[train_idx].astype(np.int32),
+        x_val=_normalise(raw.x_train[val_idx], mean, std),
+        y_val=raw.y_train[val_idx].astype(np.int32),
+        x_test=_normalise(raw.x_test, mean, std),
+        y_test=raw.y_test.astype(np.int32),
+        num_classes=spec.num_classes,
+        augment=spec.augment,
+        source=source,
+    )
+
+
+# --------------------------------------------------------------------------
+# TensorFlow input pipeline
+# --------------------------------------------------------------------------
+
+
+def augment_flip_crop(images, seed, pad: int = 4):
+    """Random horizontal flip and ``pad``-pixel zero-pad + random crop.
+
+    Works on a batch ``[N, H, W, C]``; each image gets its own flip and
+    offset, drawn with stateless ops from ``seed`` (an int tensor of shape
+    [2]), so the result is a pure function of (images, seed) and traces
+    cleanly under ``tf.function``/XLA. Zero padding equals the per-channel
+    mean on normalised data.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> x = tf.zeros([8, 32, 32, 3])
+        >>> augment_flip_crop(x, tf.constant([1, 2])).shape
+        TensorShape([8, 32, 32, 3])
+    """
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    shape = tf.shape(images)
+    n, h, w = shape[0], shape[1], shape[2]
+
+    flip = tf.random.stateless_uniform([n], flip_seed) < 0.5
+    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    offsets = tf.random.stateless_uniform(
+        [n, 2], crop_seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
+    )
+    # Per-image crops as two batched gathers (rows, then columns): unlike
+    # tf.image.random_crop this gives every image its own offset.
+    rows = offsets[:, :1] + tf.range(h)[None, :]
+    cols = offsets[:, 1:] + tf.range(w)[None, :]
+    out = tf.gather(padded, rows, axis=1, batch_dims=1)
+    out = tf.gather(out, cols, axis=2, batch_dims=1)
+    return tf.ensure_shape(out, images.shape)
+
+
+def train_batches(dataset: Dataset, batch_size: int, seed: int, *, augment: bool = False):
+    """Infinite ``tf.data`` stream of (x, y) training batches.
+
+    Reshuffled every epoch (seeded), ``drop_remainder=True``, prefetched.
+    No augmentation unless ``augment=True`` (then `augment_flip_crop` per
+    batch, seeded by (seed, batch index)); by default the training loop is
+    expected to apply it when ``dataset.augment`` is set.
+
+    Example:
+        >>> ds = load("synthetic", validation_size=200)
+        >>> x, y = next(iter(train_batches(ds, 64, seed=0)))
+        >>> x.shape, y.shape
+        (TensorShape([64, 28, 28, 1]), TensorShape([64]))
+    """
+    import tensorflow as tf
+
+    n = len(dataset.x_train)
+    if not 0 < batch_size <= n:
+        raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
+    ds = tf.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train))
+    ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat().batch(batch_size, drop_remainder=True)
+    if augment:
+        ds = ds.enumerate().map(
+            lambda i, xy: (
+                augment_flip_crop(xy[0], tf.stack([tf.constant(seed, tf.int64), i])),
+                xy[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
