@@ -3,6 +3,10 @@
 Masked layers (`MaskedDense`, `MaskedConv2D`, the `MaskedLayer` protocol),
 pure pruning math (`lth_keras.pruning`) and the `IterativeMagnitudePruning`
 callback that finds winning tickets inside `model.fit`.
+
+Importing the package imports the masked layers, which registers them with
+`keras.saving`: ``import lth_keras`` is all `keras.models.load_model` needs
+to read a model with masks. (It also means TensorFlow loads with it.)
 """
 
 from lth_keras import callbacks, layers, pruning

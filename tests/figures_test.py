@@ -1,0 +1,233 @@
+"""Tests for the lth_keras.figures CLI and regenerate_all (CSV-only inputs)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from absl.testing import flagsaver
+
+from lth_keras import figures, plotting
+from plotting_test import make_experiment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(figures.__file__)))
+NAMES = ("accuracy_curves",) + plotting.PAPER_METRICS + ("early_stop_panel",)
+
+# `python -m lth_keras.figures` minus lth_keras/__init__.py, which imports
+# TensorFlow for the other modules (~10 s); the real entry point is run by the
+# slow test below.
+_STUB = (
+    "import sys, types, runpy; pkg = types.ModuleType('lth_keras'); "
+    f"pkg.__path__ = [{os.path.join(REPO, 'lth_keras')!r}]; sys.modules['lth_keras'] = pkg; "
+    "runpy.run_module('lth_keras.figures', run_name='__main__', alter_sys=True)"
+)
+
+
+def _cli(args, real=False, cwd=REPO):
+    head = ["-m", "lth_keras.figures"] if real else ["-c", _STUB]
+    return subprocess.run([sys.executable, *head, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _files(directory):
+    return sorted(os.path.relpath(os.path.join(d, f), directory)
+                  for d, _, fs in os.walk(directory) for f in fs)
+
+
+def _expected(prefix=""):
+    return sorted(os.path.join(prefix, f"{n}.{ext}") for n in NAMES for ext in ("png", "pdf"))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """An --output_dir with two experiments; "b" lacks random_mask."""
+    make_experiment(str(tmp_path / "runs" / "a"), trials=2, rounds=4)
+    make_experiment(str(tmp_path / "runs" / "b"), trials=2, rounds=3, arms=("ticket", "reinit"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def fake_save(monkeypatch):
+    """plotting.save writing empty files: the file-set logic without rendering."""
+    def save(fig, path, formats=("png", "pdf"), dpi=150):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        paths = [f"{path}.{f}" for f in formats]
+        for q in paths:
+            open(q, "w").close()
+        return paths
+    monkeypatch.setattr(plotting, "save", save)
+
+
+def _main(argv):
+    """figures.main in-process after parsing argv; returns the exit code/message."""
+    with flagsaver.flagsaver():
+        figures.FLAGS.unparse_flags()
+        figures.FLAGS(["figures"] + argv)
+        try:
+            figures.main(["figures"])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code
+
+
+def test_make_figures_single(runs, tmp_path, fake_save):
+    out = tmp_path / "out"
+    lines = []
+    written, missing = figures.make_figures([str(runs / "a")], str(out), log=lines.append)
+    assert _files(out) == _expected()
+    assert sorted(os.path.relpath(p, out) for p in written) == _expected()
+    assert [f"wrote {p}" for p in written] == [l for l in lines if l.startswith("wrote ")]
+    assert "a: ticket at P_m 3.6%: no round within 10%" in missing
+    assert "missing: a: ticket at P_m 3.6%: no round within 10%" in lines
+
+
+def test_make_figures_several(runs, tmp_path, fake_save):
+    out = tmp_path / "out"
+    written, missing = figures.make_figures(
+        [str(runs / "a"), str(runs / "b")], str(out), labels=["Conv 2", "conv4"], log=lambda s: None)
+    multi = [f"{n}.{e}" for n in NAMES[1:] for e in ("png", "pdf")]
+    assert _files(out) == sorted(_expected("Conv_2") + _expected("conv4") + multi)
+    assert "conv4: arm 'random_mask': no finished rounds" in missing
+    assert len(missing) == len(set(missing))
+    with pytest.raises(figures.FiguresError, match="--labels: got 1 labels for 2"):
+        figures.make_figures([str(runs / "a"), str(runs / "b")], str(out), labels=["x"])
+
+
+def test_expand_results(runs, tmp_path):
+    a, b = str(runs / "a"), str(runs / "b")
+    assert figures.expand_results([str(runs)]) == [a, b]
+    assert figures.expand_results([b, a]) == [b, a]
+    with pytest.raises(figures.FiguresError, match="^--results: no such directory"):
+        figures.expand_results([str(tmp_path / "nope")])
+    (tmp_path / "void").mkdir()
+    with pytest.raises(figures.FiguresError, match="^--results: no experiment in"):
+        figures.expand_results([str(tmp_path / "void")])
+    assert figures.default_labels(["x/lenet", "y/lenet", "y/conv2"]) == ["x/lenet", "y/lenet", "conv2"]
+
+
+def test_main_flags_reach_make_figures(runs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    # Repeated, comma-separated, or a parent directory standing for its experiments.
+    calls = []
+    monkeypatch.setattr(figures, "make_figures", lambda roots, out, **kw: calls.append((roots, kw)) or ([], []))
+    a, b = str(runs / "a"), str(runs / "b")
+    for argv in ([f"--results={a},{b}"], [f"--results={a}", f"--results={b}"], [f"--results={runs}"]):
+        assert _main(argv + [f"--out={out}"]) == 0
+        assert calls[-1][0] == [a, b]
+    assert _main([f"--results={a},{b}", "--labels=A,B", f"--out={out}"]) == 0
+    assert calls[-1][1]["labels"] == ["A", "B"]
+    assert _main([f"--results={a}", f"--out={out}", "--pms=100,7", "--reinit_pms=", "--trial=1",
+                  "--arms=ticket", "--formats=png", "--dpi=40"]) == 0
+    assert calls[-1] == ([a], dict(labels=None, arms=["ticket"], pms=[100.0, 7.0], reinit_pms=[],
+                                   trial=1, formats=["png"], dpi=40))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out={tmp}/o"], "error: --results: required (or pass --regenerate)"),
+    (["--results={tmp}", "--out={tmp}/o"], "error: --results: no experiment in {tmp}"),
+    (["--results={runs}/a"], "error: --out: required"),
+    (["--results={runs}/a", "--out={tmp}/o", "--labels=x,y"], "error: --labels: got 2 labels for 1"),
+    (["--results={runs}/a", "--out={tmp}/o", "--pms=1,x"], "error: --pms: expected numbers"),
+    (["--regenerate", "--figures_dir={tmp}"], "error: manifest not found: {tmp}/manifest.json"),
+])
+def test_main_bad_input(runs, tmp_path, args, message):
+    fmt = dict(tmp=tmp_path / "x", runs=runs)
+    (tmp_path / "x").mkdir()
+    code = _main([a.format(**fmt) for a in args])
+    assert isinstance(code, str) and code.startswith(message.format(**fmt)) and "\n" not in code
+    assert not (tmp_path / "x" / "o").exists()
+
+
+def test_cli_writes_png_and_pdf(runs, tmp_path):
+    out = tmp_path / "out"
+    r = _cli([f"--results={runs / 'a'}", f"--out={out}", "--dpi=40"])
+    assert r.returncode == 0, r.stderr
+    assert _files(out) == _expected()
+    for f in _files(out):
+        assert f"wrote {out / f}" in r.stdout
+        assert os.path.getsize(out / f) > 0
+    assert "missing: a: ticket at P_m 3.6%: no round within 10%" in r.stdout
+    assert open(out / "early_stop_panel.png", "rb").read(4) == b"\x89PNG"
+    assert open(out / "early_stop_panel.pdf", "rb").read(5) == b"%PDF-"
+
+
+def test_cli_bad_input(tmp_path):
+    r = _cli([f"--results={tmp_path}/nope", f"--out={tmp_path}/o"])
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"error: --results: no such directory: {tmp_path}/nope"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_real_entry_point(runs, tmp_path):
+    # Imports lth_keras/__init__.py, hence TensorFlow.
+    out = tmp_path / "out"
+    r = _cli([f"--results={runs / 'a'}", f"--out={out}", "--formats=png", "--dpi=30"], real=True)
+    assert r.returncode == 0, r.stderr
+    assert _files(out) == [f"{n}.png" for n in sorted(NAMES)]
+
+
+# ---------------------------------------------------------------- manifest
+
+
+def _figures_dir(tmp_path, runs, panel=False):
+    fdir = tmp_path / "figures"
+    for name in ("a", "b"):  # committed CSVs only
+        shutil.copytree(runs / name, fdir / name)
+    manifest = {"dpi": 40, "formats": ["png"], "figures": [
+        {"name": "a/accuracy_curves", "plot": "accuracy_curves", "experiments": ["a"],
+         "pms": [100, 51.3, 21.1], "reinit_pms": [51.3], "formats": ["png", "pdf"]},
+        {"name": "a/early_stop_iteration", "plot": "metric_vs_pm",
+         "metric": "early_stop_iteration", "experiments": ["a"], "arms": ["ticket", "reinit"]},
+        {"name": "both/final_test_accuracy", "plot": "metric_vs_pm", "metric": "final_test_accuracy",
+         "experiments": ["a", "b"], "labels": ["Net A", "Net B"]},
+    ]}
+    if panel:
+        manifest["figures"].append(
+            {"name": "both/panel", "plot": "early_stop_panel", "experiments": ["a", "b"]})
+    (fdir / "manifest.json").write_text(json.dumps(manifest))
+    return fdir, manifest
+
+
+def test_regenerate_all(runs, tmp_path):
+    fdir, _ = _figures_dir(tmp_path, runs)
+    before = set(_files(fdir))
+    lines = []
+    written = figures.regenerate_all(str(fdir), log=lines.append)
+    want = ["a/accuracy_curves.png", "a/accuracy_curves.pdf", "a/early_stop_iteration.png",
+            "both/final_test_accuracy.png"]
+    assert [os.path.relpath(p, fdir) for p in written] == want
+    assert set(_files(fdir)) - before == set(want)
+    assert all(os.path.getsize(p) > 0 for p in written)
+    assert "missing: both/final_test_accuracy: Net B: arm 'random_mask': no finished rounds" in lines
+    assert [l for l in lines if l.startswith("wrote ")] == [f"wrote {p}" for p in written]
+
+
+def test_regenerate_flag(runs, tmp_path, fake_save, capsys):
+    fdir, _ = _figures_dir(tmp_path, runs, panel=True)
+    assert _main(["--regenerate", f"--figures_dir={fdir}"]) == 0
+    assert f"wrote {fdir / 'both' / 'panel.png'}" in capsys.readouterr().out
+    assert os.path.exists(fdir / "a" / "accuracy_curves.pdf")
+    assert _main(["--regenerate", f"--figures_dir={fdir}", f"--results={runs}"]).startswith(
+        "error: --regenerate: do not combine with --results")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"plot": "pie"}, "unknown plot 'pie'"),
+    ({"experiments": ["zz"]}, "experiment directory not found"),
+    ({"metric": "loss"}, '"metric" must be one of'),
+    ({"colour": "red"}, "unknown keys \\['colour'\\]"),
+    ({"name": "../escape"}, "name must be a path inside"),
+])
+def test_bad_manifest(runs, tmp_path, change, message):
+    fdir, manifest = _figures_dir(tmp_path, runs)
+    manifest["figures"][1].update(change)
+    (fdir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(figures.FiguresError, match=message):
+        figures.regenerate_all(str(fdir), log=lambda s: None)
+    # Validated before drawing: nothing written.
+    assert not os.path.exists(fdir / "a" / "accuracy_curves.png")
