@@ -334,6 +334,17 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                     "every steps_per_execution-th step."
                 )
 
+    def _check_rates(self):
+        """Bad layer names or rates fail now, not after a round of training."""
+        chosen = masked.masked_weights(self.model, include=self.include, exclude=self.exclude)
+        if self.scope == "layerwise":
+            output = self.output_layer
+            if output == "auto":
+                output = default_output_layer(self.model)
+            pruning.resolve_rates(self.rates, {mw.name: mw.kind for mw in masked.masked_weights(self.model)}, output=output)
+        if not chosen:
+            raise ValueError("`include`/`exclude` leave no masked layer to prune.")
+
     def _record(self, logs):
         counts = masked.count_weights(self.model)
         remaining = sum(r for r, _ in counts.values())
@@ -360,6 +371,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 "MaskedLayer subclass."
             )
         self._check_steps_per_execution()
+        self._check_rates()
         self._rounds_total = self._total_rounds()
         self.rounds = []
         self._round_step = 0

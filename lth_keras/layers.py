@@ -436,13 +436,6 @@ def fold_masks(model) -> keras.Model:
     plain.save("ticket.keras")   # no lth_keras needed to load it
     ```
     """
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
-        if type(model) is not keras.Model and not isinstance(model, keras.Sequential):
-            raise TypeError(
-                "fold_masks supports Sequential and functional models; for a "
-                "subclassed model, build a plain twin and copy "
-                "`kernel * mask` into it."
-            )
     pairs = []
 
     def clone(layer):
@@ -450,7 +443,15 @@ def fold_masks(model) -> keras.Model:
         pairs.append((layer, new))
         return new
 
-    plain = keras.models.clone_model(model, clone_function=clone)
+    try:
+        plain = keras.models.clone_model(model, clone_function=clone)
+    except ValueError as e:
+        # Keras clones only Sequential and functional models with a clone_function.
+        raise TypeError(
+            "fold_masks supports Sequential and functional models; for a "
+            "subclassed model, build a plain twin and copy `kernel * mask` "
+            f"into it. ({e})"
+        ) from None
     for old, new in pairs:
         if not old.weights:
             continue
