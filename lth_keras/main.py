@@ -79,7 +79,8 @@ def main(argv):
     except (experiment.ConfigError, results.ConfigMismatchError) as e:
         sys.exit(f"error: {e}")
     except datasets.DataUnavailableError as e:
-        sys.exit(f"error: --dataset/--data_dir: {e}")
+        # The error lists every source tried, one per line; a user wants one line.
+        sys.exit("error: --data_dir: " + " ".join(line.strip() for line in str(e).splitlines() if line.strip()))
 
 
 if __name__ == "__main__":

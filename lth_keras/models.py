@@ -297,7 +297,8 @@ def _small_net_defaults(dataset, iterations, learning_rate, prune_rate_conv,
         warmup_iterations=0,
         warmup_iterations_paper=0,
         warmup_learning_rate_paper=0.0,
-        augment=dataset == "cifar10",
+        # PAPER.md lists flip + pad/crop only for ResNet-18 and VGG-19.
+        augment=False,
         prunable_weights=prunable_weights,
     )
 

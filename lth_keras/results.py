@@ -552,15 +552,16 @@ class ExperimentDir:
                 return
             if not overwrite:
                 missing = "<missing>"
-                lines = []
+                differences = []
                 for key in sorted(set(saved) | set(now)):
                     a, b = saved.get(key, missing), now.get(key, missing)
                     if a != b:
-                        lines.append(f"  {key}: saved={a!r} now={b!r}")
+                        differences.append(f"--{key}: saved={a!r} now={b!r}")
+                # One line, so a command-line user sees it whole.
                 raise ConfigMismatchError(
-                    f"Experiment directory {self.root} was created with a different "
-                    "config:\n" + "\n".join(lines) + "\nPass --overwrite to delete it "
-                    "and start over, or choose another --output_dir/--experiment."
+                    "; ".join(differences) + f" (experiment {self.root} was created "
+                    "with other flags; pass --overwrite to delete it and start over, "
+                    "or choose another --output_dir/--experiment)"
                 )
             root = os.path.abspath(self.root)
             # A mistaken root like "/" would be catastrophic to rmtree.

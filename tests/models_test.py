@@ -358,7 +358,7 @@ def test_defaults_match_the_paper():
     assert (conv6.optimizer, conv6.learning_rate) == ("adam", 3e-4)
     assert (conv6.prune_rate_conv, conv6.prune_rate_dense,
             conv6.prune_rate_output) == (0.15, 0.2, 0.1)
-    assert conv6.augment and conv6.pruning == "layerwise"
+    assert not conv6.augment and conv6.pruning == "layerwise"  # PAPER.md: augmentation only for ResNet/VGG
     assert models.defaults("conv2").learning_rate == 2e-4
     assert models.defaults("conv4").iterations == 25_000
 
