@@ -56,6 +56,9 @@ class ConfigError(ValueError):
 
 
 def _field(default, help_text, *, defining=True):
+    """A config field. `defining`: True, False, or ``"if_set"`` (defining only
+    when it differs from its default, so experiments saved before the field
+    existed still resume)."""
     return dataclasses.field(default=default, metadata={"help": help_text, "defining": defining})
 
 
@@ -104,6 +107,24 @@ class ExperimentConfig:
     deterministic: bool = _field(False, "Enable TensorFlow's deterministic ops (bitwise-reproducible resumes).", defining=False)
     tensorboard: bool = _field(True, "Write TensorBoard scalars per round.", defining=False)
     synthetic_sizes: typing.Optional[tuple] = _field(None, "For --dataset=synthetic: n_train,n_test.")
+    strategy: str = _field(
+        "auto",
+        "Distribution: auto (mirrored with >1 GPU, one_device with 1 GPU, default on CPU), default, "
+        "one_device, mirrored, multi_worker (cluster from TF_CONFIG) or tpu. --batch_size stays global.",
+        defining=False,
+    )
+    tpu: typing.Optional[str] = _field(None, "TPU address for --strategy=tpu (empty: local TPU VM).", defining=False)
+    worker_timeout: int = _field(
+        300,
+        "--strategy=multi_worker: seconds after which a dead or stuck peer worker stops the run "
+        "with an error (heartbeat and collective timeout).",
+        defining=False,
+    )
+    mixed_precision: bool = _field(
+        False,
+        "Mixed precision: mixed_float16 (with loss scaling) on GPU, mixed_bfloat16 on TPU and CPU. Masks stay exact.",
+        defining="if_set",
+    )
 
     # -- validation and defaults ------------------------------------------
 
@@ -170,13 +191,20 @@ class ExperimentConfig:
             raise ConfigError("validation_size", f"must be >= 0, got {self.validation_size}.")
         if not self.experiment or os.sep in self.experiment or self.experiment in (".", ".."):
             raise ConfigError("experiment", f"must be a plain directory name, got {self.experiment!r}.")
+        from lth_keras import distribute
+
+        if self.strategy not in distribute.STRATEGIES:
+            raise ConfigError("strategy", f"must be one of {', '.join(distribute.STRATEGIES)}, got {self.strategy!r}.")
+        if not isinstance(self.worker_timeout, int) or self.worker_timeout < 1:
+            raise ConfigError("worker_timeout", f"must be a positive integer, got {self.worker_timeout}.")
 
     def defining(self) -> dict:
         """The experiment-defining values, as saved in ``config.json``."""
         return {
             f.name: _jsonable(getattr(self, f.name))
             for f in dataclasses.fields(self)
-            if f.metadata.get("defining", True)
+            if f.metadata.get("defining", True) is True
+            or (f.metadata.get("defining") == "if_set" and getattr(self, f.name) != f.default)
         }
 
     def to_dict(self) -> dict:
@@ -220,24 +248,60 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
     if workdir is not None:
         config = dataclasses.replace(config, output_dir=workdir)
     config = config.resolve()
-    _check_output_dir_writable(config.output_dir)
+    from lth_keras import distribute
+
+    try:
+        strategy = distribute.make_strategy(
+            config.strategy, tpu=config.tpu, worker_timeout=config.worker_timeout
+        )
+    except ValueError as e:
+        raise ConfigError("strategy", str(e)) from None
+    sync = distribute.WorkerSync(strategy)
+    if sync.is_chief:
+        _check_output_dir_writable(config.output_dir)
     data = _load_data(config)
+    if config.batch_size > len(data.x_train):
+        raise ConfigError(
+            "batch_size", f"({config.batch_size}) is larger than the training set ({len(data.x_train)} examples)."
+        )
 
     import tensorflow as tf
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    exp_dir = results.ExperimentDir(os.path.join(config.output_dir, config.experiment))
-    exp_dir.check_and_save_config(config.defining(), overwrite=config.overwrite)
-    results.atomic_write_json(os.path.join(exp_dir.root, "flags.json"), config.to_dict())
-    log(f"Experiment {exp_dir.root}: {config.model} on {data.name} ({data.source}), "
-        f"{config.trials} trial(s) x {config.rounds} round(s), arms: ticket"
-        + "".join(f", {c}" for c in config.controls))
-    for trial in range(config.trials):
-        _Trial(config, data, exp_dir, trial, log).run()
-    path = exp_dir.write_summary_csv()
-    log(f"Done. Summary: {path}")
+    policy = distribute.mixed_precision_policy(strategy) if config.mixed_precision else None
+    with distribute.worker_scratch_dir(strategy) as scratch:
+        # Only the chief writes to the output directory; other workers run the
+        # same code against a private scratch copy (deleted at exit) and take
+        # every file-derived decision and value from the chief (WorkerSync).
+        run_config = config if scratch is None else dataclasses.replace(config, output_dir=scratch)
+        exp_dir = results.ExperimentDir(os.path.join(run_config.output_dir, config.experiment))
+        refused = None
+        try:
+            exp_dir.check_and_save_config(config.defining(), overwrite=config.overwrite)
+        except results.ConfigMismatchError as e:
+            refused = e
+        if sync.value(refused is not None):
+            if refused is not None:
+                raise refused
+            raise RuntimeError("The chief refused the experiment (config mismatch); see its log.")
+        results.atomic_write_json(os.path.join(exp_dir.root, "flags.json"), config.to_dict())
+        if sync.is_chief:
+            replicas = strategy.num_replicas_in_sync
+            log(f"Experiment {exp_dir.root}: {config.model} on {data.name} ({data.source}), "
+                f"{config.trials} trial(s) x {config.rounds} round(s), arms: ticket"
+                + "".join(f", {c}" for c in config.controls)
+                + (f"; {type(strategy).__name__}, {replicas} replica(s) x "
+                   f"{config.batch_size // max(replicas, 1)} examples"
+                   if replicas > 1 or config.strategy not in ("auto", "default") else "")
+                + (f"; {policy}" if policy else ""))
+        with distribute.dtype_policy(policy), distribute.peer_failures_as_errors(strategy, config.worker_timeout):
+            for trial in range(config.trials):
+                _Trial(run_config, data, exp_dir, trial, log, strategy=strategy, sync=sync).run()
+        path = exp_dir.write_summary_csv()
+    if sync.is_chief:
+        log(f"Done. Summary: {path}")
     return exp_dir
 
 
@@ -259,14 +323,23 @@ def _load_data(config):
 class _Trial:
     """One trial: the ticket arm round by round, each control after it."""
 
-    def __init__(self, config, data, exp_dir, trial, log):
-        from lth_keras import callbacks, models, training
+    def __init__(self, config, data, exp_dir, trial, log, strategy=None, sync=None):
+        from lth_keras import callbacks, distribute, models, training
 
         self.config, self.data, self.exp_dir, self.trial, self.log = config, data, exp_dir, trial, log
+        if strategy is None:
+            import tensorflow as tf
+
+            strategy = tf.distribute.get_strategy()
+        self.strategy = strategy
+        self.sync = sync or distribute.WorkerSync(strategy)
+        if not self.sync.is_chief:
+            self.log = lambda message: None
         self.seed = config.seed + trial * _SEED_STRIDE
-        self.model = models.build(
-            config.model, data.input_shape, data.num_classes, dropout=config.dropout, seed=self.seed
-        )
+        with strategy.scope():
+            self.model = models.build(
+                config.model, data.input_shape, data.num_classes, dropout=config.dropout, seed=self.seed
+            )
         self._callbacks = callbacks
         hp = training.TrainingHparams(
             iterations=config.iterations,
@@ -281,7 +354,7 @@ class _Trial:
             augment=config.augment,
         )
         try:
-            self.trainer = training.Trainer(self.model, data, hp, seed=self.seed)
+            self.trainer = training.Trainer(self.model, data, hp, seed=self.seed, strategy=strategy)
         except ValueError as e:
             raise ConfigError("batch_size", str(e)) from None
         from lth_keras import layers
@@ -353,33 +426,46 @@ class _Trial:
 
     def _round(self, arm, round_, ticket_mask=None):
         exp_dir, trial = self.exp_dir, self.trial
-        if exp_dir.is_round_done(trial, arm, round_):
-            summary = exp_dir.read_round_summary(trial, arm, round_)
-            self.log(f"trial {trial} {arm} round {round_}: done (P_m {summary['pm']:.1f}%), skipped")
-            return exp_dir.read_mask(trial, arm, round_)
+        # With several workers, every file-derived decision and value below is
+        # the chief's (self.sync); other workers' own files are never read.
+        sync, chief = self.sync, self.sync.is_chief
         from lth_keras import layers
+
+        if sync.value(bool(exp_dir.is_round_done(trial, arm, round_))):
+            mask = None
+            if chief:
+                summary = exp_dir.read_round_summary(trial, arm, round_)
+                self.log(f"trial {trial} {arm} round {round_}: done (P_m {summary['pm']:.1f}%), skipped")
+                mask = exp_dir.read_mask(trial, arm, round_)
+            return sync.dict(mask, template=layers.get_masks(self.model)) if sync.active else mask
 
         callbacks = self._callbacks
         if arm == "ticket":
-            mask = self._ticket_mask(round_)
-            start = self.theta0 if round_ == 0 else self._reset_point()
+            mask = self._ticket_mask(round_) if chief else None
+            start = self.theta0 if round_ == 0 or not chief else self._reset_point()
         elif arm == "reinit":
             mask = ticket_mask
             from lth_keras import models
 
-            fresh = models.build(
-                self.config.model, self.data.input_shape, self.data.num_classes,
-                dropout=self.config.dropout, seed=self.seed + 100_003 * (round_ + 1),
-            )
+            with self.strategy.scope():
+                fresh = models.build(
+                    self.config.model, self.data.input_shape, self.data.num_classes,
+                    dropout=self.config.dropout, seed=self.seed + 100_003 * (round_ + 1),
+                )
             start = callbacks.WeightSnapshot.take(fresh)
         elif arm == "random_mask":
             mask = pruning.random_masks(ticket_mask, seed=self.seed + 200_003 * (round_ + 1))
-            start = self._reset_point()
+            start = self._reset_point() if chief else self.theta0
         else:  # pragma: no cover - arms come from CONTROLS
             raise ValueError(arm)
 
-        layers.set_masks(self.model, mask)
+        if mask is not None:
+            layers.set_masks(self.model, mask)
         start.restore(self.model)
+        if sync.active:
+            # Masks and reset weights: the chief's, on every replica of every worker.
+            sync.variables(self.model.variables)
+            mask = layers.get_masks(self.model)
         self.trainer.reset_round()
         reset_weights = callbacks.WeightSnapshot.take(self.model)
         pm, pm_per_layer = pruning.percent_remaining(mask)
@@ -387,17 +473,21 @@ class _Trial:
         checkpoint_dir = exp_dir.checkpoint_path(trial, arm, round_)
         state_path = os.path.join(checkpoint_dir, "state.npz")
         curve, start_iteration, elapsed = [], 0, 0.0
-        if os.path.exists(state_path):
-            with np.load(state_path) as f:
-                arrays = dict(f)
-            meta = json.loads(str(arrays.pop("meta")))
-            self.trainer.load_state_arrays(arrays)
-            curve, start_iteration, elapsed = meta["curve"], meta["iteration"], meta["elapsed"]
+        if sync.value(bool(os.path.exists(state_path))):
+            if chief:
+                with np.load(state_path) as f:
+                    arrays = dict(f)
+                meta = json.loads(str(arrays.pop("meta")))
+                self.trainer.load_state_arrays(arrays)
+                curve, start_iteration, elapsed = meta["curve"], meta["iteration"], meta["elapsed"]
+            if sync.active:
+                sync.variables(list(self.trainer.model.variables) + list(self.trainer.optimizer.variables))
+                start_iteration = sync.value(int(start_iteration))
             self.log(f"trial {trial} {arm} round {round_}: resuming at iteration {start_iteration}")
 
         stops = {}
         rewind = self.config.rewind_iteration
-        if arm == "ticket" and round_ == 0 and rewind > 0 and not os.path.exists(self._rewind_path()):
+        if sync.value(bool(arm == "ticket" and round_ == 0 and rewind > 0 and not os.path.exists(self._rewind_path()))):
             if start_iteration > rewind:
                 raise RuntimeError(
                     f"The checkpoint is past the rewind iteration {rewind} but "

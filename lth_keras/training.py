@@ -113,18 +113,27 @@ class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(hp: TrainingHparams) -> keras.optimizers.Optimizer:
-    """The round's optimizer, with the warmup/step-decay schedule if any."""
+    """The round's optimizer, with the warmup/step-decay schedule if any.
+
+    Under the ``mixed_float16`` global dtype policy it is wrapped in a
+    `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling);
+    ``mixed_bfloat16`` needs none.
+    """
     lr = hp.learning_rate
     if hp.lr_boundaries or hp.warmup_iterations:
         lr = WarmupPiecewiseDecay(hp.learning_rate, hp.lr_boundaries, hp.warmup_iterations)
     wd = hp.weight_decay or None
     if hp.optimizer == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=wd)
-    if hp.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=hp.weight_decay)
-    if hp.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=hp.momentum, weight_decay=wd)
-    raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {hp.optimizer!r}.")
+        optimizer = keras.optimizers.Adam(lr, weight_decay=wd)
+    elif hp.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=hp.weight_decay)
+    elif hp.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(lr, momentum=hp.momentum, weight_decay=wd)
+    else:
+        raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {hp.optimizer!r}.")
+    if keras.mixed_precision.dtype_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 class Trainer:
@@ -169,6 +178,7 @@ class Trainer:
         with self.strategy.scope():
             self.optimizer = make_optimizer(hp)
             self.optimizer.build(model.trainable_variables)
+        self._loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         # Arrays live on the device once; batches are gathered there.
         with tf.device(self._data_device()):
             self._x_train = tf.constant(data.x_train, tf.float32)
@@ -177,13 +187,29 @@ class Trainer:
                 "val": (tf.constant(data.x_val, tf.float32), tf.constant(data.y_val, tf.int32)),
                 "test": (tf.constant(data.x_test, tf.float32), tf.constant(data.y_test, tf.int32)),
             }
+        # With several local replicas (GPUs, TPU cores) each one keeps its own
+        # copy of the training set, so batches are gathered on its device.
+        self._replica_data = ()
+        if len(self._worker_devices()) > 1:
+            x_np = np.asarray(data.x_train, np.float32)
+            y_np = np.asarray(data.y_train, np.int32)
+            self._replica_data = (
+                self.strategy.experimental_distribute_values_from_function(lambda _: tf.identity(x_np)),
+                self.strategy.experimental_distribute_values_from_function(lambda _: tf.identity(y_np)),
+            )
         self._train_chunk = tf.function(self._train_chunk_fn, reduce_retracing=True)
         self._eval_batch = tf.function(self._eval_batch_fn, reduce_retracing=True)
+        self._eval_split = tf.function(self._eval_split_fn, reduce_retracing=True)
+
+    def _worker_devices(self):
+        try:
+            return tuple(self.strategy.extended.worker_devices)
+        except RuntimeError:  # the default strategy: wherever TF places ops
+            return ()
 
     def _data_device(self):
-        try:
-            devices = self.strategy.extended.worker_devices
-        except RuntimeError:  # the default strategy: wherever TF places ops
+        devices = self._worker_devices()
+        if not devices:
             return None
         return devices[0] if len(devices) == 1 else "/cpu:0"
 
@@ -194,14 +220,14 @@ class Trainer:
         keys = tf.random.stateless_uniform([n], seed=tf.stack([self.seed, tf.cast(epoch, tf.int32)]))
         return tf.argsort(keys)
 
-    def _replica_step(self, iteration, perm):
+    def _replica_step(self, iteration, perm, x_train=None, y_train=None):
         ctx = tf.distribute.get_replica_context()
         b = self.per_replica_batch
         pos = iteration % self.steps_per_epoch
         start = pos * self.hp.batch_size + ctx.replica_id_in_sync_group * b
         idx = perm[start : start + b]
-        x = tf.gather(self._x_train, idx)
-        y = tf.gather(self._y_train, idx)
+        x = tf.gather(self._x_train if x_train is None else x_train, idx)
+        y = tf.gather(self._y_train if y_train is None else y_train, idx)
         if self.hp.augment:
             from lth_keras.datasets import augment_flip_crop
 
@@ -216,11 +242,18 @@ class Trainer:
                 loss += tf.add_n(self.model.losses) / self.strategy.num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
+        if self._loss_scaled and self.strategy.num_replicas_in_sync > 1:
+            # The loss-scale optimizer decides from each replica's own
+            # gradients whether the step overflowed; make that decision the
+            # same everywhere, or replicas would skip different steps.
+            bad = tf.add_n([tf.reduce_sum(tf.cast(~tf.math.is_finite(g), tf.float32)) for g in grads])
+            bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, bad)
+            grads = [tf.where(bad > 0, tf.cast(float("nan"), g.dtype), g) for g in grads]
         self.optimizer.apply(grads, self.model.trainable_variables)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         return tf.reduce_sum(ce), correct
 
-    def _train_chunk_fn(self, start, n_steps):
+    def _train_chunk_fn(self, start, n_steps, replica_data=()):
         loss_sum = tf.constant(0.0)
         correct_sum = tf.constant(0.0)
         perm = self._permutation(start // self.steps_per_epoch)
@@ -228,7 +261,7 @@ class Trainer:
             iteration = start + i
             if iteration % self.steps_per_epoch == 0:
                 perm = self._permutation(iteration // self.steps_per_epoch)
-            loss, correct = self.strategy.run(self._replica_step, args=(iteration, perm))
+            loss, correct = self.strategy.run(self._replica_step, args=(iteration, perm) + tuple(replica_data))
             loss_sum += self.strategy.reduce("SUM", loss, axis=None)
             correct_sum += self.strategy.reduce("SUM", correct, axis=None)
         return loss_sum, correct_sum
@@ -239,6 +272,18 @@ class Trainer:
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
         return tf.reduce_sum(ce), tf.reduce_sum(correct)
 
+    def _eval_split_fn(self, x, y):
+        # The whole split in one compiled call: batches are sliced on device.
+        bs = self.hp.eval_batch_size
+        n = tf.shape(x)[0]
+        loss_sum = tf.constant(0.0)
+        correct_sum = tf.constant(0.0)
+        for start in tf.range(0, n, bs):
+            l, c = self._eval_batch_fn(x[start : start + bs], y[start : start + bs])
+            loss_sum += l
+            correct_sum += c
+        return loss_sum, correct_sum
+
     # -- public ------------------------------------------------------------
 
     def evaluate(self, split: str) -> tuple[float, float]:
@@ -247,12 +292,8 @@ class Trainer:
         n = int(x.shape[0])
         if n == 0:
             return float("nan"), float("nan")
-        loss, correct = 0.0, 0.0
-        for start in range(0, n, self.hp.eval_batch_size):
-            l, c = self._eval_batch(x[start : start + self.hp.eval_batch_size], y[start : start + self.hp.eval_batch_size])
-            loss += float(l)
-            correct += float(c)
-        return loss / n, correct / n
+        loss, correct = self._eval_split(x, y)
+        return float(loss) / n, float(correct) / n
 
     def reset_round(self) -> None:
         """Resets the optimizer (moments, momentum, iteration count)."""
@@ -264,7 +305,7 @@ class Trainer:
         Returns the mean training loss and accuracy over those steps.
         """
         loss_sum, correct_sum = self._train_chunk(
-            tf.constant(start, tf.int32), tf.constant(n_steps, tf.int32)
+            tf.constant(start, tf.int32), tf.constant(n_steps, tf.int32), self._replica_data
         )
         seen = n_steps * self.hp.batch_size
         return float(loss_sum) / seen, float(correct_sum) / seen
