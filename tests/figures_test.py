@@ -231,3 +231,25 @@ def test_bad_manifest(runs, tmp_path, change, message):
         figures.regenerate_all(str(fdir), log=lambda s: None)
     # Validated before drawing: nothing written.
     assert not os.path.exists(fdir / "a" / "accuracy_curves.png")
+
+
+@pytest.mark.slow
+def test_committed_figures_regenerate_from_committed_csvs(tmp_path):
+    """`python -m lth_keras.figures --regenerate` redraws every figure in
+    figures/manifest.json from the CSVs committed beside it."""
+    committed = os.path.join(REPO, "figures")
+    with open(os.path.join(committed, "manifest.json")) as f:
+        manifest = json.load(f)
+    copy = tmp_path / "figures"
+    # Only the CSVs (and the manifest) travel: no npz, no summary.json.
+    shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("*.png", "*.pdf", "*.npz", "*.json"))
+    shutil.copy(os.path.join(committed, "manifest.json"), copy / "manifest.json")
+    proc = _cli(["--regenerate", f"--figures_dir={copy}"], real=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    formats = manifest.get("formats", ["png", "pdf"])
+    for entry in manifest["figures"]:
+        for ext in entry.get("formats", formats):
+            path = copy / f"{entry['name']}.{ext}"
+            assert path.is_file() and path.stat().st_size > 10_000, path
+            # Every committed figure is one the manifest can regenerate.
+            assert os.path.isfile(os.path.join(committed, f"{entry['name']}.{ext}"))
