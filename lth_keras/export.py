@@ -65,15 +65,9 @@ flags.DEFINE_float("rtol", None, "Relative tolerance of the output check (defaul
 
 def parse_flags(argv):
     """absl flags parser: this module's flags, then absl's own (--verbosity)."""
-    if any(a in ("-h", "--help", "-?", "--helpshort", "--helpfull") for a in argv[1:]):
-        print(__doc__)
-        print(FLAGS.get_help())
-        sys.exit(0)
-    try:
-        rest = FLAGS(argv, known_only=True)
-        return flags.FLAGS(rest)
-    except flags.Error as e:
-        sys.exit(f"error: {e}")
+    from lth_keras import main as lth_main
+
+    return lth_main.parse_command_line(argv, FLAGS, __doc__)
 
 
 class ExportError(ValueError):

@@ -65,6 +65,24 @@ def config_from_flags(config_cls=experiment.ExperimentConfig, flag_values=FLAGS)
     return config_cls(**values)
 
 
+def parse_command_line(argv, flag_values, doc: str):
+    """An absl ``flags_parser`` for a binary with its own `FlagValues`.
+
+    Parses `flag_values` first, then absl's global flags (``--verbosity``
+    and friends); ``--help`` prints `doc` and the binary's flags; a bad flag
+    exits with one line.
+    """
+    if any(a in ("-h", "--help", "-?", "--helpshort", "--helpfull") for a in argv[1:]):
+        print(doc)
+        print(flag_values.get_help())
+        sys.exit(0)
+    try:
+        rest = flag_values(argv, known_only=True)
+        return flags.FLAGS(rest)
+    except flags.Error as e:
+        sys.exit(f"error: {e}")
+
+
 define_flags()
 
 
