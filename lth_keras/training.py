@@ -198,7 +198,6 @@ class Trainer:
                 self.strategy.experimental_distribute_values_from_function(lambda _: tf.identity(y_np)),
             )
         self._train_chunk = tf.function(self._train_chunk_fn, reduce_retracing=True)
-        self._eval_batch = tf.function(self._eval_batch_fn, reduce_retracing=True)
         self._eval_split = tf.function(self._eval_split_fn, reduce_retracing=True)
 
     def _worker_devices(self):
