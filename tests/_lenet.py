@@ -131,3 +131,23 @@ def expected_alive(total, rate, rounds, start=None):
         alive -= round(rate * alive)
         out.append(alive)
     return out
+
+
+# The MaskedDepthwiseConv2D example from the MaskedLayer docstring, verbatim.
+@keras.saving.register_keras_serializable(package="lth_tests")
+class MaskedDepthwiseConv2D(lth_keras.MaskedLayer, keras.layers.DepthwiseConv2D):
+    pruning_kind = "conv"
+    unmasked_class = keras.layers.DepthwiseConv2D
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.kernel_mask = self.add_mask("kernel")
+
+    def call(self, inputs):
+        outputs = keras.ops.depthwise_conv(
+            inputs, self.masked("kernel"), strides=self.strides,
+            padding=self.padding, dilation_rate=self.dilation_rate,
+            data_format=self.data_format)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs) if self.activation else outputs

@@ -250,31 +250,12 @@ class UserMaskedLinear(lth_keras.MaskedLayer, keras.layers.Layer):
         return keras.ops.relu(keras.ops.matmul(inputs, self.masked("kernel")))
 
 
-@keras.saving.register_keras_serializable(package="lth_callbacks_test")
-class MaskedDepthwiseConv2D(lth_keras.MaskedLayer, keras.layers.DepthwiseConv2D):
-    pruning_kind = "conv"
-    unmasked_class = keras.layers.DepthwiseConv2D
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.kernel_mask = self.add_mask("kernel")
-
-    def call(self, inputs):
-        outputs = keras.ops.depthwise_conv(
-            inputs, self.masked("kernel"), strides=self.strides,
-            padding=self.padding, dilation_rate=self.dilation_rate,
-            data_format=self.data_format)
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return self.activation(outputs) if self.activation else outputs
-
-
 def test_user_masked_layers_are_pruned_by_the_callback():
     L.deterministic(4)
     model = keras.Sequential(
         [
             keras.Input((8, 8, 3)),
-            MaskedDepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+            L.MaskedDepthwiseConv2D(3, depth_multiplier=2, name="dw"),
             keras.layers.Flatten(),
             UserMaskedLinear(32, name="user"),
             lth_keras.MaskedDense(10, name="out"),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import _lenet as L
 import lth_keras
 from lth_keras import layers as lth_layers
 
@@ -78,24 +79,6 @@ class TwoMaskCell(lth_keras.MaskedLayer, keras.layers.Layer):
         return keras.ops.matmul(h, self.masked("recurrent"))
 
 
-# The MaskedDepthwiseConv2D example from the MaskedLayer docstring, verbatim.
-@keras.saving.register_keras_serializable(package="lth_layers_test")
-class MaskedDepthwiseConv2D(lth_keras.MaskedLayer, keras.layers.DepthwiseConv2D):
-    pruning_kind = "conv"
-    unmasked_class = keras.layers.DepthwiseConv2D
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.kernel_mask = self.add_mask("kernel")
-
-    def call(self, inputs):
-        outputs = keras.ops.depthwise_conv(
-            inputs, self.masked("kernel"), strides=self.strides,
-            padding=self.padding, dilation_rate=self.dilation_rate,
-            data_format=self.data_format)
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return self.activation(outputs) if self.activation else outputs
 
 
 # ============================================================== MaskedDense
@@ -325,7 +308,7 @@ def test_layer_with_two_masks_names_them_by_weight():
 
 def test_docstring_masked_depthwise_conv2d():
     x = rand((2, 6, 6, 3))
-    layer = MaskedDepthwiseConv2D(3, depth_multiplier=2, padding="same")
+    layer = L.MaskedDepthwiseConv2D(3, depth_multiplier=2, padding="same")
     plain = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")
     plain.build(x.shape)
     layer.build(x.shape)
