@@ -364,7 +364,7 @@ class _Trial:
         self.output = callbacks.default_output_layer(self.model)
         self.theta0 = callbacks.WeightSnapshot.take(self.model)
         exclude = config.global_exclude if config.pruning == "global" else None
-        self.prunable = [mw.name for mw in layers.masked_weights(self.model, exclude=exclude or None)] if exclude else list(self.kinds)
+        self.prunable = [mw.name for mw in layers.masked_weights(self.model, exclude=exclude or None)]
         self.has_conv = any(k == "conv" for k in self.kinds.values())
 
     # -- masks -------------------------------------------------------------
@@ -381,22 +381,19 @@ class _Trial:
             output=self.output, include=self.prunable,
         )
 
-    def _masked_kernels(self, snapshot):
-        return snapshot.masked_values(self.model)
-
     def _ticket_mask(self, round_):
         """The ticket's mask for `round_`, from saved results of earlier rounds."""
-        ones = {n: np.ones(v.shape, np.float32) for n, v in self._masked_kernels(self.theta0).items()}
+        ones = {n: np.ones(v.shape, np.float32) for n, v in self.theta0.masked_values(self.model).items()}
         if round_ == 0:
             return ones
         if self.config.one_shot:
-            dense = self._masked_kernels(self._trained(0))
+            dense = self._trained(0).masked_values(self.model)
             mask = ones
             for _ in range(round_):
                 mask = self._prune(dense, mask)
             return mask
         previous = self.exp_dir.read_mask(self.trial, "ticket", round_ - 1)
-        return self._prune(self._masked_kernels(self._trained(round_ - 1)), previous)
+        return self._prune(self._trained(round_ - 1).masked_values(self.model), previous)
 
     def _trained(self, round_):
         path = os.path.join(self.exp_dir.round_dir(self.trial, "ticket", round_), "trained_weights.npz")

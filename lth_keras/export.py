@@ -31,6 +31,7 @@ message saying so.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import shutil
@@ -165,38 +166,47 @@ def _check_batch(config, n, input_shape):
 # --------------------------------------------------------------------------
 # Loading an export in a fresh process
 
-# Runs with `python -c` from an empty directory; lth_keras is made
-# unimportable so the check fails if the export needs it.
+def run_export(fmt, path, x):
+    """Loads an export (keras, savedmodel or tflite) and returns its outputs on `x`.
+
+    Self-contained (imports inside, nothing from lth_keras), because its
+    source is also what the fresh-process check runs.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if fmt == "keras":
+        import keras
+
+        return np.asarray(keras.saving.load_model(path, compile=False)(x, training=False))
+    if fmt == "savedmodel":
+        fn = tf.saved_model.load(path).signatures["serving_default"]
+        (name,) = fn.structured_input_signature[1]
+        (y,) = fn(**{name: tf.constant(x)}).values()
+        return y.numpy()
+    import warnings
+
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=path)
+    inp = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(inp["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+# Appended to `run_export`'s source and run with `python -c` from an empty
+# directory; lth_keras is made unimportable so the check fails if the export
+# needs it.
 _LOADER = r"""
 import os, sys
 sys.modules["lth_keras"] = None
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 fmt, path, x_path, y_path = sys.argv[1:5]
-x = np.load(x_path)
-if fmt == "keras":
-    import keras
-    model = keras.saving.load_model(path, compile=False)
-    y = np.asarray(model(x, training=False))
-elif fmt == "savedmodel":
-    import tensorflow as tf
-    fn = tf.saved_model.load(path).signatures["serving_default"]
-    (name,) = fn.structured_input_signature[1]
-    (y,) = fn(**{name: tf.constant(x)}).values()
-    y = y.numpy()
-elif fmt == "tflite":
-    import warnings
-    warnings.simplefilter("ignore")
-    import tensorflow as tf
-    interpreter = tf.lite.Interpreter(model_path=path)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-else:
-    raise SystemExit("unknown format " + fmt)
+y = run_export(fmt, path, np.load(x_path))
 loaded = sorted(m for m in sys.modules if m.startswith("lth_keras") and sys.modules[m] is not None)
 if loaded:
     raise SystemExit("lth_keras was imported: " + ", ".join(loaded))
@@ -212,7 +222,7 @@ def run_in_fresh_process(fmt: str, path: str, x: np.ndarray) -> np.ndarray:
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         proc = subprocess.run(
-            [sys.executable, "-c", _LOADER, fmt, os.path.abspath(path), x_path, y_path],
+            [sys.executable, "-c", inspect.getsource(run_export) + _LOADER, fmt, os.path.abspath(path), x_path, y_path],
             cwd=tmp, env=env, capture_output=True, text=True,
         )
         if proc.returncode != 0:
@@ -347,7 +357,7 @@ def export(
         outputs = run_in_fresh_process(fmt, out, x)
         where = "a fresh process without lth_keras"
     else:
-        outputs = _run_here(fmt, out, x)
+        outputs = run_export(fmt, out, x)
         where = "this process"
     diff = float(np.max(np.abs(outputs - reference))) if outputs.shape == reference.shape else float("inf")
     report["max_abs_diff"] = diff
@@ -362,27 +372,6 @@ def export(
     log(f"check:  outputs match the masked model on {described} when loaded in {where} "
         f"(max |diff| {diff:.2g}; tolerance atol {atol:g}, rtol {rtol:g})")
     return report
-
-
-def _run_here(fmt, path, x):
-    import tensorflow as tf
-
-    if fmt == "keras":
-        import keras
-
-        return np.asarray(keras.saving.load_model(path, compile=False)(x, training=False))
-    if fmt == "savedmodel":
-        fn = tf.saved_model.load(path).signatures["serving_default"]
-        (name,) = fn.structured_input_signature[1]
-        (y,) = fn(**{name: tf.constant(x)}).values()
-        return y.numpy()
-    interpreter = tf.lite.Interpreter(model_path=path)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
 def main(argv):
