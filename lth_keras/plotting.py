@@ -327,13 +327,31 @@ def _new_axes(figsize=(6.4, 4.8)):
     return fig, fig.add_subplot(1, 1, 1)
 
 
+def pm_ticks(pms: Iterable[float], max_ticks: int = 10) -> list[float]:
+    """The plotted P_m values (rounded to 0.1) to label, largest first.
+
+    Keeps at most about ``max_ticks`` of them, evenly spaced on the log axis:
+    a value is labelled only if it lies at least 1/max_ticks of the axis's
+    log span below the last labelled one. Several networks' P_m sets
+    interleave (LeNet's 64.1, 51.3 beside Conv-2's 64.2, 51.5), and taking
+    every n-th value would put labels on top of each other.
+    """
+    values = sorted({round(float(p), 1) for p in pms if np.isfinite(p) and p > 0}, reverse=True)
+    if len(values) <= 1:
+        return values
+    min_gap = np.log10(values[0] / values[-1]) / max(1, max_ticks)
+    ticks = [values[0]]
+    for v in values[1:]:
+        if np.log10(ticks[-1] / v) >= min_gap - 1e-12:
+            ticks.append(v)
+    return ticks
+
+
 def _pm_axis(ax, pms: Iterable[float], max_ticks: int = 10) -> None:
     """Log-scaled P_m axis running from 100 down, ticked at the plotted P_m."""
     ax.set_xscale("log")
-    ticks = sorted({round(float(p), 1) for p in pms if np.isfinite(p) and p > 0}, reverse=True)
+    ticks = pm_ticks(pms, max_ticks)
     if ticks:
-        stride = max(1, int(np.ceil(len(ticks) / max_ticks)))
-        ticks = ticks[::stride]
         ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(_format_pm))
     ax.xaxis.set_minor_locator(ticker.NullLocator())

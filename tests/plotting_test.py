@@ -350,3 +350,24 @@ def test_save_writes_png_and_pdf(exp, tmp_path):
     assert paths == [str(tmp_path / "out" / "sub" / "fig.png"), str(tmp_path / "out" / "sub" / "fig.pdf")]
     assert open(paths[0], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert open(paths[1], "rb").read(5) == b"%PDF-"
+
+
+def test_pm_ticks_of_interleaved_networks_are_spread_on_the_log_axis():
+    lenet = 100 * 0.8 ** np.arange(16)  # 100 .. 3.5
+    conv = 100 * 0.802 ** np.arange(9)  # 100, 80.2, 64.3, 51.6, ... (close to LeNet's)
+    ticks = plotting.pm_ticks(np.concatenate([lenet, conv]), max_ticks=10)
+    assert ticks[0] == 100.0
+    assert set(ticks) <= {round(float(p), 1) for p in np.concatenate([lenet, conv])}
+    gaps = -np.diff(np.log10(ticks))
+    span = np.log10(100 / round(float(lenet[-1]), 1))
+    assert (gaps >= span / 10 - 1e-9).all(), ticks
+    assert 5 <= len(ticks) <= 11
+    # One sweep with fewer levels than max_ticks keeps every level.
+    assert plotting.pm_ticks([100, 80, 64, 51.2], max_ticks=10) == [100.0, 80.0, 64.0, 51.2]
+
+
+def test_metric_axis_labels_are_the_pm_ticks(tmp_path):
+    make_experiment(str(tmp_path / "a"), trials=1, arms=("ticket",))
+    fig, data = plotting.plot_metric_vs_pm(str(tmp_path / "a"), "early_stop_iteration", arms=["ticket"])
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == plotting.pm_ticks(data["points"]["pm"])
