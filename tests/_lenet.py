@@ -5,6 +5,8 @@ and recorder callbacks that copy weights out of a model during `fit` so tests
 can compare them with values they captured themselves.
 """
 
+import textwrap
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -133,21 +135,14 @@ def expected_alive(total, rate, rounds, start=None):
     return out
 
 
-# The MaskedDepthwiseConv2D example from the MaskedLayer docstring, verbatim.
-@keras.saving.register_keras_serializable(package="lth_tests")
-class MaskedDepthwiseConv2D(lth_keras.MaskedLayer, keras.layers.DepthwiseConv2D):
-    pruning_kind = "conv"
-    unmasked_class = keras.layers.DepthwiseConv2D
+def _docstring_example(doc, name):
+    """Runs the ```python block of ``doc`` and returns the ``name`` it defines."""
+    block = doc.split("```python", 1)[1].split("```", 1)[0]
+    namespace = {"keras": keras, "lth_keras": lth_keras}
+    exec(textwrap.dedent(block), namespace)
+    return namespace[name]
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.kernel_mask = self.add_mask("kernel")
 
-    def call(self, inputs):
-        outputs = keras.ops.depthwise_conv(
-            inputs, self.masked("kernel"), strides=self.strides,
-            padding=self.padding, dilation_rate=self.dilation_rate,
-            data_format=self.data_format)
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return self.activation(outputs) if self.activation else outputs
+# The MaskedDepthwiseConv2D example of the MaskedLayer docstring, run as written,
+# so the tests check the code users read.
+MaskedDepthwiseConv2D = _docstring_example(lth_keras.MaskedLayer.__doc__, "MaskedDepthwiseConv2D")
