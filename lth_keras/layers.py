@@ -27,6 +27,7 @@ lth_keras.layers.fraction_remaining(model)  # 1.0: every mask is all ones
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import inspect
 from typing import NamedTuple
@@ -48,6 +49,7 @@ __all__ = [
     "count_weights",
     "fraction_remaining",
     "apply_masks_to_weights",
+    "premasked",
     "fold_masks",
 ]
 
@@ -149,9 +151,16 @@ class MaskedLayer:
         return mask
 
     def masked(self, weight_attr: str = "kernel"):
-        """Returns ``weight * mask`` for use in `call` (autocast-aware)."""
+        """Returns ``weight * mask`` for use in `call` (autocast-aware).
+
+        Inside `premasked` it returns the weight itself, which is the same
+        value when every pruned entry is stored as zero.
+        """
+        weight = getattr(self, weight_attr)
+        if getattr(self, "_lth_premasked", False):
+            return weight
         mask_attr = self._lth_mask_specs[weight_attr]
-        return ops.multiply(getattr(self, weight_attr), getattr(self, mask_attr))
+        return ops.multiply(weight, getattr(self, mask_attr))
 
     def masked_weights(self) -> list[MaskedWeight]:
         """The layer's (weight, mask) pairs, in the order they were added."""
@@ -402,6 +411,43 @@ def apply_masks_to_weights(model) -> None:
         mask = mw.mask.numpy()
         weight = mw.weight.numpy()
         mw.weight.assign(np.where(mask != 0, weight, np.zeros_like(weight)))
+
+
+@contextlib.contextmanager
+def premasked(model):
+    """Masked layers of `model` compute with their stored weights as they are.
+
+    Calls traced inside this context skip the ``weight * mask`` product
+    (an elementwise pass over every kernel forward, and another backward),
+    which is exact only while every pruned entry is stored as exactly zero.
+    Whoever uses it must keep that true and mask the gradients itself:
+    `lth_keras.training.Trainer` traces its training step here, zeroes
+    pruned weights at the start of each compiled call and multiplies the
+    kernels' gradients by their masks, so pruned weights (and, after
+    `lth_keras.callbacks.reset_optimizer_state`, their optimizer moments)
+    stay exactly zero.
+
+    It is a trace-time switch: a `tf.function` traced inside it keeps the
+    unmasked reads; one traced outside multiplies by the masks.
+
+    Example:
+
+    ```python
+    lth_keras.layers.apply_masks_to_weights(model)
+    with lth_keras.layers.premasked(model):
+        logits = model(x)   # equals model(x) outside the context
+    ```
+    """
+    layers = masked_layers(model)
+    previous = [getattr(layer, "_lth_premasked", False) for layer in layers]
+    for layer in layers:
+        # object.__setattr__: a plain flag, not something Keras should track.
+        object.__setattr__(layer, "_lth_premasked", True)
+    try:
+        yield model
+    finally:
+        for layer, value in zip(layers, previous):
+            object.__setattr__(layer, "_lth_premasked", value)
 
 
 def count_weights(model) -> dict[str, tuple[int, int]]:

@@ -132,6 +132,35 @@ def test_mixed_precision_policy_and_loss_scaling():
     assert not isinstance(training.make_optimizer(hp), keras.optimizers.LossScaleOptimizer)
 
 
+@pytest.mark.parametrize("xla_update", [True, False])
+def test_mixed_float16_trainer_skips_overflowing_steps_and_keeps_masks_exact(xla_update):
+    from lth_keras import datasets, layers, models, training
+
+    data = datasets.load("synthetic", validation_size=100, synthetic_sizes=(600, 100))
+    with distribute.dtype_policy("mixed_float16"):
+        model = models.build("lenet", data.input_shape, seed=1)
+        hp = training.TrainingHparams(iterations=20, batch_size=60, eval_every=20)
+        trainer = training.Trainer(model, data, hp, seed=1, xla_update=xla_update)
+        rng = np.random.default_rng(0)
+        masks = {n: (rng.random(m.shape) < 0.5).astype(np.float32) for n, m in layers.get_masks(model).items()}
+        layers.set_masks(model, masks)
+        before = layers.get_masked_kernels(model)
+        # A loss scale that overflows float16: the step must be skipped and
+        # the scale halved, inside the compiled (XLA) update too.
+        trainer.optimizer.dynamic_scale.assign(2.0**60)
+        trainer.train_steps(0, 1)
+        assert float(trainer.optimizer.dynamic_scale.numpy()) == 2.0**59
+        for name, kernel in layers.get_masked_kernels(model).items():
+            np.testing.assert_array_equal(kernel, before[name])
+        trainer.optimizer.dynamic_scale.assign(2.0**10)
+        trainer.train_steps(1, 19)
+        after = layers.get_masked_kernels(model)
+    for name, mask in masks.items():
+        assert after[name].dtype == np.float32
+        assert np.all(after[name][mask == 0] == 0.0), name
+        assert np.any(after[name][mask == 1] != before[name][mask == 1]), name
+
+
 def test_mixed_precision_experiment_keeps_masks_exact(tmp_path):
     import keras
 

@@ -428,6 +428,34 @@ def check_folded(model, x):
     return folded
 
 
+def test_premasked_reads_stored_weights_and_is_exact_once_pruned_ones_are_zero():
+    model = keras.Sequential([
+        keras.Input((6, 6, 2)), lth_keras.MaskedConv2D(4, 3, name="c"), keras.layers.Flatten(),
+        lth_keras.MaskedDense(5, name="d"), UserMaskedLinear(3, name="u"),
+    ])
+    x = rand((4, 6, 6, 2), seed=3)
+    for i, mw in enumerate(lth_layers.masked_weights(model)):
+        # Masks assigned directly: pruned entries still hold their old values.
+        mw.mask.assign(random_mask(mw.mask.shape, i))
+    reference = model(x).numpy()
+    with lth_layers.premasked(model):
+        stale = model(x).numpy()
+    assert not np.allclose(stale, reference)  # the switch really drops the product
+    lth_layers.apply_masks_to_weights(model)
+    with lth_layers.premasked(model):
+        exact = model(x).numpy()
+        traced = tf.function(lambda t: model(t))
+        traced_inside = traced(x).numpy()
+    np.testing.assert_array_equal(exact, reference)
+    np.testing.assert_array_equal(traced_inside, reference)
+    # Outside the context every layer multiplies by its mask again.
+    assert not any(getattr(l, "_lth_premasked", False) for l in lth_layers.masked_layers(model))
+    model.layers[0].kernel.assign(rand(model.layers[0].kernel.shape, seed=9))
+    with_stale_values = model(x).numpy()
+    lth_layers.apply_masks_to_weights(model)
+    np.testing.assert_array_equal(with_stale_values, model(x).numpy())
+
+
 def test_fold_masks_sequential_gives_plain_layers_with_identical_outputs():
     model = small_model()
     for i, layer in enumerate(lth_layers.masked_layers(model)):

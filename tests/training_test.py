@@ -100,10 +100,11 @@ def test_optimizer_follows_the_schedule_as_it_steps():
         ("adamw", {"weight_decay": 1e-2}),
     ],
 )
-def test_pruned_weights_stay_exactly_zero_through_trainer(optimizer, extra):
+@pytest.mark.parametrize("xla_update", [True, False])
+def test_pruned_weights_stay_exactly_zero_through_trainer(optimizer, extra, xla_update):
     data = _synthetic()
     model = models.build("lenet", data.input_shape, data.num_classes, seed=1)
-    trainer = training.Trainer(model, data, _hp(optimizer=optimizer, **extra), seed=0)
+    trainer = training.Trainer(model, data, _hp(optimizer=optimizer, **extra), seed=0, xla_update=xla_update)
     rng = np.random.default_rng(0)
 
     def random_mask(previous):
@@ -128,6 +129,52 @@ def test_pruned_weights_stay_exactly_zero_through_trainer(optimizer, extra):
     after = _kernels(model)
     for name, mask in masks.items():
         assert np.all(after[name][mask == 0] == 0.0), name
+
+
+class _MultiplyingMaskedDense(layers.MaskedDense):
+    """Computes with ``kernel * mask`` in every call, ignoring `premasked`."""
+
+    def call(self, inputs, training=None):
+        x = keras.ops.matmul(inputs, keras.ops.multiply(self.kernel, self.mask)) + self.bias
+        return self.activation(x)
+
+
+@pytest.mark.parametrize("xla_update", [True, False])
+def test_premasked_trainer_step_equals_multiplying_by_the_mask(xla_update):
+    # The Trainer reads kernels unmasked and masks their gradients instead;
+    # a model whose layers multiply by the mask in every call must follow the
+    # same trajectory, even when masks were assigned directly (without zeroing
+    # the pruned weights) and the mask changes between rounds. Not bit for
+    # bit: the two graphs fuse matmul, bias and relu differently (last-ulp
+    # differences from the second step on).
+    _deterministic()
+    data = _synthetic()
+    ours = models.build("lenet", data.input_shape, data.num_classes, seed=3)
+    inputs = keras.Input(data.input_shape)
+    x = keras.layers.Flatten()(inputs)
+    for units, activation in ((300, "relu"), (100, "relu"), (data.num_classes, None)):
+        x = _MultiplyingMaskedDense(units, activation=activation)(x)
+    multiplying = keras.Model(inputs, x)
+    for a, b in zip(layers.masked_weights(ours), layers.masked_weights(multiplying)):
+        b.weight.assign(a.weight.numpy())
+        b.layer.bias.assign(a.layer.bias.numpy())
+    hp = _hp(iterations=40, eval_every=40)
+    trainers = [training.Trainer(m, data, hp, seed=5, xla_update=xla_update) for m in (ours, multiplying)]
+    rng = np.random.default_rng(1)
+    keep = {mw.name: np.ones(mw.mask.shape, np.float32) for mw in layers.masked_weights(ours)}
+    for round_ in range(2):
+        keep = {n: k * (rng.random(k.shape) < 0.6).astype(np.float32) for n, k in keep.items()}
+        for model, trainer in zip((ours, multiplying), trainers):
+            for mw, mask in zip(layers.masked_weights(model), keep.values()):
+                mw.mask.assign(mask)
+            trainer.reset_round()
+            trainer.train_steps(0, 20)
+            trainer.train_steps(20, 20)
+        for a, b, mask in zip(layers.masked_weights(ours), layers.masked_weights(multiplying), keep.values()):
+            np.testing.assert_allclose(a.weight.numpy(), b.weight.numpy(), rtol=1e-4, atol=1e-6)
+            assert np.all(a.weight.numpy()[mask == 0] == 0)
+            assert np.signbit(a.weight.numpy()[mask == 0]).sum() == 0  # +0.0, not -0.0
+        np.testing.assert_allclose(trainers[0].evaluate("test"), trainers[1].evaluate("test"), rtol=1e-5)
 
 
 # -- data order ----------------------------------------------------------------
