@@ -192,8 +192,7 @@ class Trainer:
             self.optimizer = make_optimizer(hp)
             self.optimizer.build(model.trainable_variables)
         self._loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        self._masked_weights = masked_layers.masked_weights(model)
-        self._mask_of = {id(mw.weight): mw.mask for mw in self._masked_weights}
+        self._mask_of = {id(mw.weight): mw.mask for mw in masked_layers.masked_weights(model)}
         # Arrays live on the device once; batches are gathered there.
         with tf.device(self._data_device()):
             self._x_train = tf.constant(data.x_train, tf.float32)
@@ -289,19 +288,13 @@ class Trainer:
             grad = tf.convert_to_tensor(grad)
         return grad * tf.cast(mask, grad.dtype)
 
-    def _zero_pruned_weights(self):
-        # Makes the premasked forward pass exact even if masks were assigned
-        # without zeroing their weights. +0.0, as WeightSnapshot.restore writes.
-        for mw in self._masked_weights:
-            weight = tf.convert_to_tensor(mw.weight)
-            keep = tf.not_equal(tf.cast(mw.mask, weight.dtype), 0)
-            mw.weight.assign(tf.where(keep, weight, tf.zeros_like(weight)))
-
     def _train_chunk_fn(self, start, n_steps, replica_data=()):
         loss_sum = tf.constant(0.0)
         correct_sum = tf.constant(0.0)
         perm = self._permutation(start // self.steps_per_epoch)
-        self._zero_pruned_weights()
+        # Makes the premasked forward pass exact even if masks were assigned
+        # without zeroing their weights.
+        masked_layers.apply_masks_to_weights(self.model)
         # One elementwise pass over each kernel per step (the gradient mask in
         # _replica_step) instead of two (weight * mask forward and backward).
         with masked_layers.premasked(self.model):
