@@ -15,6 +15,14 @@ setup(
     ),
     long_description=README.read_text() if README.exists() else "",
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Intended Audience :: Science/Research",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=find_packages(include=["lth_keras", "lth_keras.*"]),
     python_requires=">=3.10",
     install_requires=[
