@@ -1,6 +1,8 @@
-"""The lottery-ticket callback, and the Keras plumbing it shares with the
-experiment runner: pruning a model, snapshotting and restoring its weights,
-and resetting an optimizer.
+"""The lottery-ticket callback: IMP with reset inside `model.fit`.
+
+The Keras plumbing it shares with the experiment runner (weight snapshots,
+optimizer reset, pruning a model's masks) lives in `lth_keras.snapshots`;
+its names are re-exported here.
 
 Example: three rounds of IMP on LeNet-300-100 with `model.fit`.
 
@@ -26,12 +28,19 @@ imp.to_csv("rounds.csv")
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 import numpy as np
 
 from lth_keras import layers as masked
 from lth_keras import pruning
+from lth_keras.snapshots import (  # noqa: F401 - re-exported, documented here before
+    WeightSnapshot,
+    default_output_layer,
+    prune_model,
+    reset_optimizer_state,
+)
 
 __all__ = [
     "IterativeMagnitudePruning",
@@ -40,170 +49,6 @@ __all__ = [
     "reset_optimizer_state",
     "default_output_layer",
 ]
-
-
-# --------------------------------------------------------------------------
-# Plumbing shared with lth_keras.experiment.
-
-
-class WeightSnapshot:
-    """A copy of every model variable except the masks: a reset point.
-
-    Batch-norm moving statistics (and dropout seed state) are part of the
-    snapshot, so a reset returns them to their values at the reset point
-    too (θ0, or iteration k when rewinding), exactly like the weights.
-
-    Values are kept in the order of `model.variables` (masks skipped), not
-    by variable path: Keras paths depend on how many models a process built
-    before, so a snapshot written by one process must be matched by position
-    in another.
-
-    Args:
-        values: one array per non-mask variable, in model order.
-        paths: the variables' paths, for messages and inspection.
-
-    Example:
-
-    ```python
-    theta0 = WeightSnapshot.take(model)
-    ...  # train, prune
-    theta0.restore(model)   # surviving weights = θ0, pruned weights = 0
-    ```
-    """
-
-    def __init__(self, values, paths=None):
-        self.values = [np.asarray(v) for v in values]
-        self.paths = list(paths) if paths is not None else [str(i) for i in range(len(values))]
-
-    @staticmethod
-    def _variables(model):
-        mask_ids = {id(mw.mask) for mw in masked.masked_weights(model)}
-        return [v for v in model.variables if id(v) not in mask_ids]
-
-    @classmethod
-    def take(cls, model) -> "WeightSnapshot":
-        variables = cls._variables(model)
-        return cls([np.array(v.numpy()) for v in variables], [v.path for v in variables])
-
-    def restore(self, model) -> None:
-        """Assigns the snapshot to `model`, leaving masks untouched.
-
-        Masked weights get ``where(mask, snapshot, 0)``: survivors equal the
-        snapshot bit for bit and pruned entries are exactly +0.0.
-        """
-        variables = self._variables(model)
-        if len(variables) != len(self.values):
-            raise ValueError(
-                f"The snapshot holds {len(self.values)} variables but the model "
-                f"has {len(variables)} (masks excluded): a different architecture?"
-            )
-        mask_of = {id(mw.weight): mw.mask for mw in masked.masked_weights(model)}
-        for variable, value, path in zip(variables, self.values, self.paths):
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"Snapshot value {path!r} has shape {value.shape}; model "
-                    f"variable {variable.path!r} has {tuple(variable.shape)}."
-                )
-            if id(variable) in mask_of:
-                keep = mask_of[id(variable)].numpy() != 0
-                value = np.where(keep, value, np.zeros_like(value))
-            variable.assign(value)
-
-    def masked_values(self, model) -> dict[str, np.ndarray]:
-        """The snapshot's masked weights (e.g. kernels), by masked-weight name."""
-        index = {id(v): i for i, v in enumerate(self._variables(model))}
-        return {
-            mw.name: self.values[index[id(mw.weight)]] for mw in masked.masked_weights(model)
-        }
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat ``{name: array}`` for an npz file (see `from_arrays`)."""
-        arrays = {f"{i:05d}": v for i, v in enumerate(self.values)}
-        arrays["paths"] = np.array(self.paths)
-        return arrays
-
-    @classmethod
-    def from_arrays(cls, arrays) -> "WeightSnapshot":
-        keys = sorted(k for k in arrays if k != "paths")
-        paths = [str(p) for p in arrays["paths"]] if "paths" in arrays else None
-        return cls([np.asarray(arrays[k]) for k in keys], paths)
-
-
-def reset_optimizer_state(optimizer) -> None:
-    """Zeroes an optimizer's slots (moments, momentum) and iteration count.
-
-    Stale Adam moments or momentum would move freshly reset (and pruned)
-    weights on the first steps of a round; zeroing the iteration count also
-    restarts learning-rate schedules and warmup. The learning-rate variable
-    and a LossScaleOptimizer's loss scale are kept.
-    """
-    if optimizer is None or not getattr(optimizer, "built", False):
-        return
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        reset_optimizer_state(optimizer.inner_optimizer)
-        return
-    keep = {id(optimizer._learning_rate)}
-    averages = getattr(optimizer, "_model_variables_moving_average", None) or []
-    keep.update(id(v) for v in averages)
-    for variable in optimizer.variables:
-        if id(variable) not in keep:
-            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-    # An EMA restarts from the reset weights, not from the old trajectory.
-    for average, variable in zip(averages, getattr(optimizer, "_trainable_variables", [])):
-        average.assign(variable)
-
-
-def default_output_layer(model) -> str | None:
-    """The paper's "output layer": the last masked weight, if it is dense."""
-    weights = masked.masked_weights(model)
-    if len(weights) > 1 and weights[-1].kind == "dense":
-        return weights[-1].name
-    return None
-
-
-def prune_model(
-    model,
-    rates=0.2,
-    *,
-    scope: str = "layerwise",
-    include=None,
-    exclude=None,
-    output_layer="auto",
-) -> dict[str, np.ndarray]:
-    """Prunes `model` by magnitude, in place, and returns the new masks.
-
-    Ranks the current weights (``|w|`` of surviving entries) and writes the
-    new masks into the model's mask variables; newly pruned weights are set
-    to exactly zero.
-
-    Args:
-        model: a built model with `MaskedLayer`s.
-        rates: layerwise: a float, or a dict by kind or name (see
-            `pruning.resolve_rates`). Global: a float.
-        scope: ``"layerwise"`` or ``"global"``.
-        include: names (or fnmatch patterns) of masked layers to prune; all
-            when None.
-        exclude: names (or patterns) never to prune, e.g. ``["output",
-            "*_shortcut"]`` for ResNet.
-        output_layer: the layer pruned at half the dense rate by default;
-            ``"auto"`` picks the last masked layer when it is dense, None
-            disables it.
-    """
-    all_weights = masked.masked_weights(model)
-    chosen = [mw.name for mw in masked.masked_weights(model, include=include, exclude=exclude)]
-    if output_layer == "auto":
-        output_layer = default_output_layer(model)
-    new_masks = pruning.prune(
-        {mw.name: mw.weight.numpy() for mw in all_weights},
-        {mw.name: mw.mask.numpy() for mw in all_weights},
-        rates,
-        kinds={mw.name: mw.kind for mw in all_weights},
-        scope=scope,
-        output=output_layer,
-        include=chosen,
-    )
-    masked.set_masks(model, new_masks)
-    return new_masks
 
 
 # --------------------------------------------------------------------------
@@ -222,7 +67,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
        learning-rate schedules restart).
 
     The reset point is θ0, the weights when training begins, or with
-    `rewind_step=k` the weights after k steps of the first round ("late
+    `rewind_iteration=k` the weights after k steps of the first round ("late
     resetting"/rewinding). Masks are never touched by a reset. Batch-norm
     moving statistics are reset with the weights (they belong to the reset
     point). Masks that are already sparse when training starts are honoured:
@@ -243,7 +88,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         exclude: masked layer names/patterns never pruned.
         output_layer: which layer gets the output rate; ``"auto"`` is the
             last masked layer when it is dense.
-        rewind_step: reset to the weights at this step of round 1 (0 = θ0).
+        rewind_iteration: reset to the weights at this step of round 1
+            (0 = θ0); the paper's "rewind iteration".
+        rewind_step: deprecated name of `rewind_iteration`.
         reset_optimizer: reset the optimizer state every round (default).
         verbose: 1 prints one line per round.
 
@@ -257,7 +104,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     ```python
     imp = IterativeMagnitudePruning(rates={"dense": 0.2}, round_steps=500,
-                                    rewind_step=100)
+                                    rewind_iteration=100)
     model.fit(dataset.repeat(), steps_per_epoch=500, epochs=10,
               callbacks=[imp])
     ```
@@ -273,11 +120,20 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         include=None,
         exclude=None,
         output_layer="auto",
-        rewind_step: int = 0,
+        rewind_iteration: int = 0,
         reset_optimizer: bool = True,
         verbose: int = 1,
+        rewind_step: int | None = None,
     ):
         super().__init__()
+        # Messages name the argument the caller used.
+        self._rewind_arg = "rewind_iteration"
+        if rewind_step is not None:
+            warnings.warn(
+                "`rewind_step` is deprecated; use `rewind_iteration` (the paper's term).",
+                DeprecationWarning, stacklevel=2,
+            )
+            rewind_iteration, self._rewind_arg = rewind_step, "rewind_step"
         if (round_epochs is None) == (round_steps is None):
             raise ValueError("Give exactly one of `round_epochs` and `round_steps`.")
         for name, value in (("round_epochs", round_epochs), ("round_steps", round_steps)):
@@ -289,11 +145,11 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             pruning.validate_rate(rates, "rates")
         elif not isinstance(rates, dict):
             pruning.validate_rate(rates, "rates")
-        if not isinstance(rewind_step, int) or rewind_step < 0:
-            raise ValueError(f"`rewind_step` must be an integer >= 0, got {rewind_step!r}.")
-        if round_steps is not None and rewind_step >= round_steps:
+        if not isinstance(rewind_iteration, int) or rewind_iteration < 0:
+            raise ValueError(f"`{self._rewind_arg}` must be an integer >= 0, got {rewind_iteration!r}.")
+        if round_steps is not None and rewind_iteration >= round_steps:
             raise ValueError(
-                f"`rewind_step` ({rewind_step}) must be smaller than `round_steps` ({round_steps})."
+                f"`{self._rewind_arg}` ({rewind_iteration}) must be smaller than `round_steps` ({round_steps})."
             )
         self.rates = rates
         self.round_epochs = round_epochs
@@ -302,11 +158,16 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.include = include
         self.exclude = exclude
         self.output_layer = output_layer
-        self.rewind_step = rewind_step
+        self.rewind_iteration = rewind_iteration
         self.reset_optimizer = reset_optimizer
         self.verbose = verbose
         self.rounds: list[dict] = []
         self.reset_point: WeightSnapshot | None = None
+
+    @property
+    def rewind_step(self) -> int:
+        """Deprecated name of `rewind_iteration`."""
+        return self.rewind_iteration
 
     # -- bookkeeping -------------------------------------------------------
 
@@ -326,7 +187,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     def _check_steps_per_execution(self):
         spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
-        for name, value in (("round_steps", self.round_steps), ("rewind_step", self.rewind_step)):
+        for name, value in (("round_steps", self.round_steps), (self._rewind_arg, self.rewind_iteration)):
             if value and value % spe:
                 raise ValueError(
                     f"`{name}` ({value}) must be a multiple of the model's "
@@ -379,7 +240,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._round_closed = False
         # Pre-pruned masks: pruned weights must be exactly zero from the start.
         masked.apply_masks_to_weights(self.model)
-        self.reset_point = WeightSnapshot.take(self.model) if self.rewind_step == 0 else None
+        self.reset_point = WeightSnapshot.take(self.model) if self.rewind_iteration == 0 else None
 
     def on_train_batch_begin(self, batch, logs=None):
         self._batch_begin = batch
@@ -387,7 +248,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._round_step += batch - self._batch_begin + 1
         self._round_closed = False
-        if self.reset_point is None and self._round_step >= self.rewind_step:
+        if self.reset_point is None and self._round_step >= self.rewind_iteration:
             self.reset_point = WeightSnapshot.take(self.model)
         if self.round_steps is not None and self._round_step >= self.round_steps:
             self._end_round(logs)
@@ -396,7 +257,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         if self.round_epochs is not None and (epoch + 1) % self.round_epochs == 0:
             if self.reset_point is None:
                 raise ValueError(
-                    f"rewind_step={self.rewind_step} is beyond the first round "
+                    f"{self._rewind_arg}={self.rewind_iteration} is beyond the first round "
                     f"({self._round_step} steps)."
                 )
             self._end_round(logs)
@@ -431,7 +292,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             _say(
                 f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% -> pruned to "
                 f"{next_pm:.1f}%, reset to "
-                + ("θ0" if self.rewind_step == 0 else f"step {self.rewind_step}")
+                + ("θ0" if self.rewind_iteration == 0 else f"iteration {self.rewind_iteration}")
             )
 
     # -- export ------------------------------------------------------------

@@ -422,12 +422,8 @@ def premasked(model):
     Calls traced inside this context skip the ``weight * mask`` product
     (an elementwise pass over every kernel forward, and another backward),
     which is exact only while every pruned entry is stored as exactly zero.
-    Whoever uses it must keep that true and mask the gradients itself:
-    `lth_keras.training.Trainer` traces its training step here, zeroes
-    pruned weights at the start of each compiled call and multiplies the
-    kernels' gradients by their masks, so pruned weights (and, after
-    `lth_keras.callbacks.reset_optimizer_state`, their optimizer moments)
-    stay exactly zero.
+    Whoever uses it must keep that true and mask the gradients itself (see
+    `lth_keras.training.Trainer` for how a training loop does it).
 
     It is a trace-time switch: a `tf.function` traced inside it keeps the
     unmasked reads; one traced outside multiplies by the masks.

@@ -24,15 +24,14 @@ curve = trainer.train_round(on_eval=print)   # one row every 100 iterations
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from lth_keras import callbacks as lth_callbacks
 from lth_keras import layers as masked_layers
+from lth_keras import schedule, snapshots
 
 __all__ = [
     "TrainingHparams",
@@ -97,13 +96,9 @@ class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_iterations = int(warmup_iterations)
 
     def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        lr = keras.ops.convert_to_tensor(self.learning_rate, "float32")
-        for boundary in self.boundaries:
-            lr = keras.ops.where(step >= boundary, lr / 10.0, lr)
-        if self.warmup_iterations:
-            lr = lr * keras.ops.minimum(1.0, (step + 1.0) / self.warmup_iterations)
-        return lr
+        return schedule.warmup_piecewise(
+            step, self.learning_rate, self.boundaries, self.warmup_iterations, keras.ops
+        )
 
     def get_config(self):
         return {
@@ -123,15 +118,7 @@ def make_optimizer(hp: TrainingHparams) -> keras.optimizers.Optimizer:
     lr = hp.learning_rate
     if hp.lr_boundaries or hp.warmup_iterations:
         lr = WarmupPiecewiseDecay(hp.learning_rate, hp.lr_boundaries, hp.warmup_iterations)
-    wd = hp.weight_decay or None
-    if hp.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(lr, weight_decay=wd)
-    elif hp.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(lr, weight_decay=hp.weight_decay)
-    elif hp.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(lr, momentum=hp.momentum, weight_decay=wd)
-    else:
-        raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {hp.optimizer!r}.")
+    optimizer = schedule.build_optimizer(keras.optimizers, hp.optimizer, lr, hp.momentum, hp.weight_decay)
     if keras.mixed_precision.dtype_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -162,6 +149,12 @@ class Trainer:
     by the masks. Pruned weights therefore stay exactly zero and the forward
     pass equals ``weight * mask``, provided their optimizer state is zero:
     call `reset_round` after changing masks, as every IMP round does.
+    These are the invariants `lth_keras.layers.premasked` relies on: the
+    Trainer zeroes pruned weights at the start of each compiled call, traces
+    its step inside `premasked` and multiplies the kernels' gradients by
+    their masks, so pruned weights (and, after `reset_round` /
+    `lth_keras.snapshots.reset_optimizer_state`, their optimizer moments)
+    stay exactly zero.
     """
 
     def __init__(self, model, data, hp: TrainingHparams, seed: int = 0, strategy=None,
@@ -236,9 +229,7 @@ class Trainer:
     # -- compiled pieces ---------------------------------------------------
 
     def _permutation(self, epoch):
-        n = tf.shape(self._x_train)[0]
-        keys = tf.random.stateless_uniform([n], seed=tf.stack([self.seed, tf.cast(epoch, tf.int32)]))
-        return tf.argsort(keys)
+        return schedule.epoch_permutation(tf.shape(self._x_train)[0], self.seed, epoch)
 
     def _replica_step(self, iteration, perm, x_train=None, y_train=None):
         ctx = tf.distribute.get_replica_context()
@@ -340,7 +331,7 @@ class Trainer:
 
     def reset_round(self) -> None:
         """Resets the optimizer (moments, momentum, iteration count)."""
-        lth_callbacks.reset_optimizer_state(self.optimizer)
+        snapshots.reset_optimizer_state(self.optimizer)
 
     def train_steps(self, start: int, n_steps: int) -> tuple[float, float]:
         """Runs `n_steps` optimizer steps from iteration `start`.
@@ -362,56 +353,15 @@ class Trainer:
         stops: dict[int, Callable[[int], None]] | None = None,
     ) -> list[dict]:
         """Trains from `start_iteration` to `hp.iterations`, evaluating every
-        `hp.eval_every` steps (and at the end).
+        `hp.eval_every` steps (and at the end); returns the learning curve.
 
-        Args:
-            start_iteration: where a resumed round continues.
-            curve: rows already measured (when resuming); extended in place.
-            on_eval: called with each new curve row (progress, checkpoints).
-            stops: ``{iteration: fn}`` extra points where the loop pauses to
-                call ``fn(iteration)``, e.g. to capture the rewind weights.
-
-        Returns:
-            The learning curve: dicts with iteration, train_loss,
-            train_accuracy, val_loss, val_accuracy, test_accuracy, and
-            seconds (training time since the round started, this process).
+        The arguments and the curve's rows are those of
+        `lth_keras.schedule.train_and_measure`.
         """
-        curve = [] if curve is None else curve
-        stops = dict(stops or {})
-        hp = self.hp
-        points = set(range(hp.eval_every, hp.iterations + 1, hp.eval_every)) | {hp.iterations}
-        points |= {s for s in stops if 0 < s <= hp.iterations}
-        iteration = start_iteration
-        if 0 in stops and start_iteration == 0:
-            stops[0](0)
-        train_loss_sum, train_correct_sum, train_seen = 0.0, 0.0, 0
-        started = time.perf_counter()
-        for point in sorted(p for p in points if p > start_iteration):
-            loss, acc = self.train_steps(iteration, point - iteration)
-            steps = point - iteration
-            train_loss_sum += loss * steps
-            train_correct_sum += acc * steps
-            train_seen += steps
-            iteration = point
-            if point in stops:
-                stops[point](point)
-            if point % hp.eval_every == 0 or point == hp.iterations:
-                val_loss, val_acc = self.evaluate("val")
-                _, test_acc = self.evaluate("test")
-                row = {
-                    "iteration": point,
-                    "train_loss": train_loss_sum / train_seen,
-                    "train_accuracy": train_correct_sum / train_seen,
-                    "val_loss": val_loss,
-                    "val_accuracy": val_acc,
-                    "test_accuracy": test_acc,
-                    "seconds": time.perf_counter() - started,
-                }
-                train_loss_sum, train_correct_sum, train_seen = 0.0, 0.0, 0
-                curve.append(row)
-                if on_eval is not None:
-                    on_eval(row)
-        return curve
+        return schedule.train_and_measure(
+            self.train_steps, self.evaluate, self.hp.iterations, self.hp.eval_every,
+            start_iteration=start_iteration, curve=curve, on_eval=on_eval, stops=stops,
+        )
 
     # -- checkpoints -------------------------------------------------------
 
