@@ -90,6 +90,8 @@ class Arm:
             compared with the ticket's sparse rounds).
         keeps_trained_weights: its rounds also save trained_weights.npz
             (what later ticket rounds prune from, and what export loads).
+        keeps_rewind_point: its round 0 saves the weights at the rewind
+            iteration (rewind_weights.npz), every arm's reset point.
         label, color, linestyle, marker: how figures draw it; None gives a
             deterministic style derived from the name.
     """
@@ -99,6 +101,7 @@ class Arm:
     depends: Callable = ticket_same_round
     first_round: int = 1
     keeps_trained_weights: bool = False
+    keeps_rewind_point: bool = False
     label: Optional[str] = None
     color: Optional[str] = None
     linestyle: object = None
@@ -191,7 +194,7 @@ def _random_mask(trial, round_):
     return mask, trial.reset_point()
 
 
-register(Arm("ticket", _ticket, _ticket_depends, first_round=0, keeps_trained_weights=True,
+register(Arm("ticket", _ticket, _ticket_depends, first_round=0, keeps_trained_weights=True, keeps_rewind_point=True,
              label="Winning ticket", color="#1f77b4", linestyle="-", marker="o"))
 register(Arm("reinit", _reinit, lambda config, round_: [("ticket", round_)],
              label="Random reinit", color="#d62728", linestyle="--", marker="s"))

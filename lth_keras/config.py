@@ -1,0 +1,216 @@
+"""The experiment's hyperparameters: `ExperimentConfig`, one flag per field.
+
+`python -m lth_keras.main` (and every other binary, through
+`lth_keras.cli`) generates its flags from `ExperimentConfig`;
+`lth_keras.experiment.train_and_evaluate` runs one. `load_dataset` builds
+the dataset a config names, for every binary.
+
+Example:
+
+```python
+from lth_keras import config as lth_config
+
+c = lth_config.ExperimentConfig(model="lenet", rounds=5).resolve()
+c.iterations, c.prune_rate_dense     # (50000, 0.2): the paper's defaults
+data = lth_config.load_dataset(c)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+
+from lth_keras import arms, datasets, pruning
+
+__all__ = ["ExperimentConfig", "ConfigError", "load_dataset"]
+
+
+class ConfigError(ValueError):
+    """A bad flag value; `flag` names it."""
+
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"--{flag}: {message}")
+        self.flag = flag
+
+
+def _field(default, help_text, *, defining=True):
+    """A config field. `defining`: True, False, or ``"if_set"`` (defining only
+    when it differs from its default, so experiments saved before the field
+    existed still resume)."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "defining": defining})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Every hyperparameter of an experiment; each field is a flag.
+
+    Fields marked ``defining`` identify the experiment: they are saved in
+    ``config.json`` and a rerun that changes one is refused (unless
+    `overwrite`). The others (rounds, trials, controls, paths, ...) may change
+    between runs: raising ``--rounds`` or ``--trials`` extends an experiment.
+    None means "the model's default from the paper" (`lth_keras.models`).
+    """
+
+    model: str = _field("lenet", "Model: lenet, conv2, conv4, conv6, vgg19, resnet18.")
+    dataset: typing.Optional[str] = _field(None, "Dataset: mnist, fashion_mnist, cifar10, synthetic (default: the model's).")
+    data_dir: typing.Optional[str] = _field(None, "Directory with local IDX files or CIFAR10 binary batches.", defining=False)
+    tfds_data_dir: typing.Optional[str] = _field(None, "tensorflow-datasets data dir.", defining=False)
+    validation_size: int = _field(5000, "Examples held out of the training set for validation.")
+    dropout: float = _field(0.0, "Dropout rate after hidden dense layers (the paper's variant: 0.5).")
+    iterations: typing.Optional[int] = _field(None, "Training iterations per round.")
+    batch_size: typing.Optional[int] = _field(None, "Global batch size.")
+    optimizer: typing.Optional[str] = _field(None, "adam, adamw or sgd.")
+    learning_rate: typing.Optional[float] = _field(None, "Learning rate (after warmup).")
+    momentum: typing.Optional[float] = _field(None, "SGD momentum.")
+    weight_decay: typing.Optional[float] = _field(None, "Decoupled weight decay.")
+    lr_boundaries: typing.Optional[tuple] = _field(None, "Iterations at which the learning rate is divided by 10.")
+    warmup_iterations: typing.Optional[int] = _field(None, "Linear learning-rate warmup iterations.")
+    augment: typing.Optional[bool] = _field(None, "Random flip + 4-pixel pad/crop (CIFAR nets).")
+    eval_every: int = _field(100, "Evaluate validation/test accuracy every this many iterations.")
+    pruning: typing.Optional[str] = _field(None, "layerwise or global.")
+    prune_rate_dense: typing.Optional[float] = _field(None, "Fraction of alive dense weights pruned per round.")
+    prune_rate_conv: typing.Optional[float] = _field(None, "Fraction of alive conv weights pruned per round (the global rate for global pruning).")
+    prune_rate_output: typing.Optional[float] = _field(None, "Fraction of alive output-layer weights pruned per round.")
+    global_exclude: typing.Optional[tuple] = _field(None, "Layer-name patterns never pruned by global pruning.")
+    rewind_iteration: int = _field(0, "Reset to the weights at this iteration instead of θ0 (late resetting).")
+    one_shot: bool = _field(False, "Prune each round's sparsity directly from the dense-trained weights.")
+    seed: int = _field(0, "Base seed; trial t uses seed + 1000 * t.")
+    rounds: int = _field(3, "Rounds per trial, including the dense round 0.", defining=False)
+    trials: int = _field(1, "Trials (distinct seeds).", defining=False)
+    controls: tuple = _field((), "Comma-separated controls to run at every round: reinit, random_mask, or an arm registered with lth_keras.arms.", defining=False)
+    output_dir: str = _field("runs", "Where experiments are written.", defining=False)
+    experiment: typing.Optional[str] = _field(None, "Experiment name (default: the model name).", defining=False)
+    overwrite: bool = _field(False, "Replace an existing experiment whose defining flags differ.", defining=False)
+    checkpoint_every: int = _field(1000, "Checkpoint a round every this many iterations (0: never).", defining=False)
+    deterministic: bool = _field(False, "Enable TensorFlow's deterministic ops (bitwise-reproducible resumes).", defining=False)
+    tensorboard: bool = _field(True, "Write TensorBoard scalars per round.", defining=False)
+    synthetic_sizes: typing.Optional[tuple] = _field(None, "For --dataset=synthetic: n_train,n_test.")
+    strategy: str = _field(
+        "auto",
+        "Distribution: auto (mirrored with >1 GPU, one_device with 1 GPU, default on CPU), default, "
+        "one_device, mirrored, multi_worker (cluster from TF_CONFIG) or tpu. --batch_size stays global.",
+        defining=False,
+    )
+    tpu: typing.Optional[str] = _field(None, "TPU address for --strategy=tpu (empty: local TPU VM).", defining=False)
+    worker_timeout: int = _field(
+        300,
+        "--strategy=multi_worker: seconds after which a dead or stuck peer worker stops the run "
+        "with an error (heartbeat and collective timeout).",
+        defining=False,
+    )
+    mixed_precision: bool = _field(
+        False,
+        "Mixed precision: mixed_float16 (with loss scaling) on GPU, mixed_bfloat16 on TPU and CPU. Masks stay exact.",
+        defining="if_set",
+    )
+
+    # -- validation and defaults ------------------------------------------
+
+    def resolve(self) -> "ExperimentConfig":
+        """Fills every None from the model's paper defaults and validates.
+
+        Raises:
+            ConfigError: naming the offending flag.
+        """
+        from lth_keras import models
+
+        if self.model not in models.MODELS:
+            raise ConfigError("model", f"unknown model {self.model!r}; known: {', '.join(sorted(models.MODELS))}.")
+        d = models.defaults(self.model)
+        filled = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and hasattr(d, f.name):
+                value = getattr(d, f.name)
+            filled[f.name] = value
+        if filled["experiment"] is None:
+            filled["experiment"] = self.model
+        for key in ("lr_boundaries", "global_exclude", "controls", "synthetic_sizes"):
+            if filled[key] is not None:
+                filled[key] = tuple(filled[key])
+        try:
+            filled["lr_boundaries"] = tuple(int(b) for b in filled["lr_boundaries"])
+            if filled["synthetic_sizes"] is not None:
+                filled["synthetic_sizes"] = tuple(int(s) for s in filled["synthetic_sizes"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError("lr_boundaries", f"must be integers ({e}).") from None
+        config = dataclasses.replace(self, **filled)
+        config._validate()
+        return config
+
+    def _validate(self):
+        if self.dataset not in datasets.DATASETS:
+            raise ConfigError("dataset", f"unknown dataset {self.dataset!r}; known: {', '.join(sorted(datasets.DATASETS))}.")
+        for name in ("iterations", "rounds", "trials", "batch_size", "eval_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(name, f"must be a positive integer, got {value}.")
+        if self.eval_every > self.iterations:
+            raise ConfigError("eval_every", f"({self.eval_every}) is larger than --iterations ({self.iterations}).")
+        for name in ("prune_rate_dense", "prune_rate_conv", "prune_rate_output", "dropout"):
+            try:
+                pruning.validate_rate(getattr(self, name), name)
+            except ValueError as e:
+                raise ConfigError(name, str(e)) from None
+        if self.pruning not in ("layerwise", "global"):
+            raise ConfigError("pruning", f"must be 'layerwise' or 'global', got {self.pruning!r}.")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ConfigError("optimizer", f"must be adam, adamw or sgd, got {self.optimizer!r}.")
+        if not (self.learning_rate > 0):
+            raise ConfigError("learning_rate", f"must be positive, got {self.learning_rate}.")
+        if self.rewind_iteration < 0 or self.rewind_iteration >= self.iterations:
+            raise ConfigError("rewind_iteration", f"must be in [0, iterations={self.iterations}), got {self.rewind_iteration}.")
+        if self.checkpoint_every < 0:
+            raise ConfigError("checkpoint_every", f"must be >= 0, got {self.checkpoint_every}.")
+        unknown = [c for c in self.controls if c not in arms.controls()]
+        if unknown:
+            raise ConfigError("controls", f"unknown control(s) {unknown}; known: {', '.join(arms.controls())}.")
+        if self.validation_size < 0:
+            raise ConfigError("validation_size", f"must be >= 0, got {self.validation_size}.")
+        if not self.experiment or os.sep in self.experiment or self.experiment in (".", ".."):
+            raise ConfigError("experiment", f"must be a plain directory name, got {self.experiment!r}.")
+        from lth_keras import distribute
+
+        if self.strategy not in distribute.STRATEGIES:
+            raise ConfigError("strategy", f"must be one of {', '.join(distribute.STRATEGIES)}, got {self.strategy!r}.")
+        if not isinstance(self.worker_timeout, int) or self.worker_timeout < 1:
+            raise ConfigError("worker_timeout", f"must be a positive integer, got {self.worker_timeout}.")
+
+    def defining(self) -> dict:
+        """The experiment-defining values, as saved in ``config.json``."""
+        return {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.metadata.get("defining", True) is True
+            or (f.metadata.get("defining") == "if_set" and getattr(self, f.name) != f.default)
+        }
+
+    def to_dict(self) -> dict:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def load_dataset(config) -> datasets.Dataset:
+    """The dataset a resolved `ExperimentConfig` describes (every binary's).
+
+    Raises:
+        ConfigError: naming --validation_size or --dataset.
+        lth_keras.datasets.DataUnavailableError: no source has the data.
+    """
+    kwargs = dict(
+        data_dir=config.data_dir,
+        seed=config.seed,
+        validation_size=config.validation_size,
+        tfds_data_dir=config.tfds_data_dir,
+    )
+    if config.dataset == "synthetic" and config.synthetic_sizes:
+        kwargs["synthetic_sizes"] = config.synthetic_sizes
+    try:
+        return datasets.load(config.dataset, **kwargs)
+    except ValueError as e:
+        raise ConfigError("validation_size" if "validation_size" in str(e) else "dataset", str(e)) from None

@@ -1,0 +1,150 @@
+"""A trial's saved state, as the arms (`lth_keras.arms`) read it.
+
+`TrialState` is what an arm's ``start(trial, round_)`` receives: θ0, the
+masks and trained weights of finished rounds, the reset point (θ0 or the
+weights at the rewind iteration), fresh initialisations, and the trial's
+pruning rule. It also holds a round's mid-training checkpoint (state.npz).
+
+With several workers only the chief reads files; on the others every read
+returns a placeholder of the right shape (θ0, the model's current masks),
+and the runner then copies the chief's masks and weights to every worker.
+
+Example:
+
+```python
+state = TrialState(config, exp_dir, trial=0, model=model, seed=0)
+mask, start = lth_keras.arms.get("ticket").start(state, 2)
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from lth_keras import layers, models, pruning, results
+from lth_keras.snapshots import WeightSnapshot, default_output_layer
+
+__all__ = ["TrialState", "save_checkpoint", "load_checkpoint"]
+
+
+class TrialState:
+    """The saved state of one trial (see the module doc).
+
+    Args:
+        config: the resolved `lth_keras.experiment.ExperimentConfig`.
+        exp_dir: the `lth_keras.results.ExperimentDir`.
+        trial: the trial index.
+        model: the trial's model, freshly built (its weights are θ0).
+        seed: the trial's seed.
+        input_shape, num_classes: the data's, for fresh models.
+        strategy: builds fresh models in its scope.
+        chief: False on non-chief workers: reads return placeholders.
+    """
+
+    def __init__(self, config, exp_dir, trial, model, seed, *, input_shape=None, num_classes=10,
+                 strategy=None, chief=True):
+        self.config, self.exp_dir, self.trial, self.model, self.seed = config, exp_dir, trial, model, seed
+        self.input_shape, self.num_classes = input_shape or model.input_shape[1:], num_classes
+        self.strategy, self.chief = strategy, chief
+        self.theta0 = WeightSnapshot.take(model)
+        self.kinds = {mw.name: mw.kind for mw in layers.masked_weights(model)}
+        self.output = default_output_layer(model)
+        exclude = config.global_exclude if config.pruning == "global" else None
+        self.prunable = [mw.name for mw in layers.masked_weights(model, exclude=exclude or None)]
+
+    # -- reads -------------------------------------------------------------
+
+    def ones(self) -> dict[str, np.ndarray]:
+        """Dense masks: every weight kept."""
+        return {n: np.ones(v.shape, np.float32) for n, v in self.masked_values(self.theta0).items()}
+
+    def mask(self, arm: str, round_: int) -> dict[str, np.ndarray]:
+        """The masks of a finished round."""
+        if not self.chief:
+            return layers.get_masks(self.model)
+        return self.exp_dir.read_mask(self.trial, arm, round_)
+
+    def trained(self, arm: str, round_: int) -> WeightSnapshot:
+        """The trained weights of a finished round (of an arm that keeps them)."""
+        return self._snapshot(os.path.join(self.exp_dir.round_dir(self.trial, arm, round_), "trained_weights.npz"))
+
+    def rewind_path(self) -> str:
+        """Where round 0 of the ticket saves the weights at the rewind iteration."""
+        return os.path.join(self.exp_dir.round_dir(self.trial, "ticket", 0), "rewind_weights.npz")
+
+    def reset_point(self) -> WeightSnapshot:
+        """θ0, or the weights at the rewind iteration (saved in round 0)."""
+        if self.config.rewind_iteration == 0:
+            return self.theta0
+        return self._snapshot(self.rewind_path())
+
+    def _snapshot(self, path):
+        if not self.chief:
+            return self.theta0
+        with np.load(path) as f:
+            return WeightSnapshot.from_arrays(dict(f))
+
+    # -- building blocks ---------------------------------------------------
+
+    def snapshot(self) -> WeightSnapshot:
+        """The model's current weights."""
+        return WeightSnapshot.take(self.model)
+
+    def fresh_weights(self, seed: int) -> WeightSnapshot:
+        """A new random initialisation of the trial's model."""
+        import contextlib
+
+        scope = self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+        with scope:
+            fresh = models.build(self.config.model, self.input_shape, self.num_classes,
+                                 dropout=self.config.dropout, seed=seed)
+        return WeightSnapshot.take(fresh)
+
+    def prune(self, weights, masks) -> dict[str, np.ndarray]:
+        """One round of the experiment's pruning (rates, scope, output layer,
+        exclusions) applied to `weights` within `masks`."""
+        c = self.config
+        if c.pruning == "global":
+            has_conv = any(k == "conv" for k in self.kinds.values())
+            rates = c.prune_rate_conv if has_conv else c.prune_rate_dense
+        else:
+            rates = {"dense": c.prune_rate_dense, "conv": c.prune_rate_conv, "output": c.prune_rate_output}
+        return pruning.prune(weights, masks, rates, kinds=self.kinds, scope=c.pruning,
+                             output=self.output, include=self.prunable)
+
+    def masked_values(self, snapshot: WeightSnapshot) -> dict[str, np.ndarray]:
+        """A snapshot's masked weights (kernels), by masked-weight name."""
+        return snapshot.masked_values(self.model)
+
+    def with_masked_values(self, snapshot: WeightSnapshot, values: dict) -> WeightSnapshot:
+        """A copy of `snapshot` with some masked weights replaced by name."""
+        index = {id(v): i for i, v in enumerate(WeightSnapshot._variables(self.model))}
+        new = list(snapshot.values)
+        for mw in layers.masked_weights(self.model):
+            if mw.name in values:
+                new[index[id(mw.weight)]] = np.asarray(values[mw.name], new[index[id(mw.weight)]].dtype)
+        return WeightSnapshot(new, snapshot.paths)
+
+
+# --------------------------------------------------------------------------
+# Mid-round checkpoints
+
+
+def save_checkpoint(path: str, trainer, curve: list, iteration: int, elapsed: float) -> None:
+    """Writes the trainer's state and the curve so far (atomically)."""
+    arrays = trainer.state_arrays()
+    arrays["meta"] = np.array(json.dumps({"curve": curve, "iteration": iteration, "elapsed": elapsed}))
+    results.atomic_write_npz(path, arrays)
+
+
+def load_checkpoint(path: str, trainer) -> tuple[list, int, float]:
+    """Restores `save_checkpoint`'s state into `trainer`; returns
+    ``(curve, iteration, elapsed seconds)``."""
+    with np.load(path) as f:
+        arrays = dict(f)
+    meta = json.loads(str(arrays.pop("meta")))
+    trainer.load_state_arrays(arrays)
+    return meta["curve"], meta["iteration"], meta["elapsed"]
