@@ -30,9 +30,7 @@ message saying so.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import json
 import os
 import shutil
 import subprocess
@@ -66,9 +64,9 @@ flags.DEFINE_float("rtol", None, "Relative tolerance of the output check (defaul
 
 def parse_flags(argv):
     """absl flags parser: this module's flags, then absl's own (--verbosity)."""
-    from lth_keras import main as lth_main
+    from lth_keras import cli
 
-    return lth_main.parse_command_line(argv, FLAGS, __doc__)
+    return cli.parse_command_line(argv, FLAGS, __doc__)
 
 
 class ExportError(ValueError):
@@ -80,22 +78,11 @@ class ExportError(ValueError):
 
 
 def _config(results_dir):
-    from lth_keras import experiment
+    from lth_keras import cli, config
 
-    if not os.path.isdir(results_dir):
-        raise ExportError(f"--results: {results_dir!r} does not exist.")
-    path = os.path.join(results_dir, "config.json")
-    if not os.path.isfile(path):
-        raise ExportError(f"--results: {results_dir!r} is not an lth_keras experiment (no config.json).")
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
-    names = {f.name for f in dataclasses.fields(experiment.ExperimentConfig)}
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names}
-    root = os.path.abspath(results_dir)
-    values["output_dir"], values["experiment"] = os.path.dirname(root), os.path.basename(root)
     try:
-        return experiment.ExperimentConfig(**values).resolve()
-    except experiment.ConfigError as e:
+        return cli.saved_config(results_dir, error=ExportError)
+    except config.ConfigError as e:
         raise ExportError(f"--results: config.json: {e}") from None
 
 
@@ -119,7 +106,7 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
         ExportError: no such experiment or round, or the round stores no
             trained weights (only ticket and tfmot_gradual rounds do).
     """
-    from lth_keras import callbacks, layers, models
+    from lth_keras import layers, models, snapshots
 
     config = _config(results_dir)
     exp_dir = results.ExperimentDir(results_dir)
@@ -143,21 +130,19 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
     try:
         layers.set_masks(model, masks)
         with np.load(trained_path) as f:
-            callbacks.WeightSnapshot.from_arrays(dict(f)).restore(model)
+            snapshots.WeightSnapshot.from_arrays(dict(f)).restore(model)
     except ValueError as e:
         raise ExportError(f"{round_dir} does not fit the {config.model} model of config.json: {e}") from None
     return model, config
 
 
 def _check_batch(config, n, input_shape):
-    kwargs = dict(data_dir=config.data_dir, seed=config.seed, validation_size=config.validation_size,
-                  tfds_data_dir=config.tfds_data_dir)
-    if config.dataset == "synthetic" and config.synthetic_sizes:
-        kwargs["synthetic_sizes"] = config.synthetic_sizes
+    from lth_keras.config import ConfigError, load_dataset
+
     try:
-        data = datasets.load(config.dataset, **kwargs)
+        data = load_dataset(config)
         return data.x_test[:n].astype(np.float32), f"{min(n, len(data.x_test))} {config.dataset} test examples"
-    except (ValueError, datasets.DataUnavailableError) as e:
+    except (ConfigError, datasets.DataUnavailableError) as e:
         x = np.random.default_rng(0).standard_normal((n,) + tuple(input_shape)).astype(np.float32)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         return x, f"{n} random inputs (the test split is unavailable: {first})"
