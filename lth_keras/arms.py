@@ -155,14 +155,15 @@ def controls() -> tuple[str, ...]:
 
 
 def order_key(arm: str) -> tuple[int, str]:
-    """Sort key: registered arms in registration order, then others by name.
+    """Sort key: the arms the runner trains, in registration order, then the
+    others (external or unknown) by name.
 
     Example:
-        >>> sorted(["zeta", "random_mask", "ticket", "alpha"], key=order_key)
-        ['ticket', 'random_mask', 'alpha', 'zeta']
+        >>> sorted(["zeta", "tfmot_gradual", "random_mask", "ticket", "alpha"], key=order_key)
+        ['ticket', 'random_mask', 'alpha', 'tfmot_gradual', 'zeta']
     """
-    known = list(_REGISTRY)
-    return (known.index(arm), "") if arm in _REGISTRY else (len(known), arm)
+    trained = [n for n, a in _REGISTRY.items() if not a.external]
+    return (trained.index(arm), "") if arm in trained else (len(trained), arm)
 
 
 # --------------------------------------------------------------------------

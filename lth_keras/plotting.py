@@ -36,33 +36,23 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from lth_keras import results
+from lth_keras import arms, results
 
 # --------------------------------------------------------------------------
 # Styling
 # --------------------------------------------------------------------------
 
-ARM_COLORS = {
-    "ticket": "#1f77b4",  # blue
-    "reinit": "#d62728",  # red
-    "random_mask": "#2ca02c",  # green
-    "tfmot_gradual": "#9467bd",  # purple
-}
-# Unknown arms get one of these, chosen by a stable hash of the arm's name.
+def _registered_styles(field):
+    return {a: getattr(arms.get(a), field) for a in arms.names() if getattr(arms.get(a), field) is not None}
+
+
+# The registered arms' styles (`lth_keras.arms`) when this module was imported;
+# arm_color, arm_linestyle, arm_marker and arm_label read the registry itself.
+ARM_COLORS, ARM_LINESTYLES, ARM_MARKERS, ARM_LABELS = map(_registered_styles, ("color", "linestyle", "marker", "label"))
+# Unstyled arms get one of these, chosen by a stable hash of the arm's name.
 FALLBACK_ARM_COLORS = ("#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-
-ARM_LINESTYLES = {"ticket": "-", "reinit": "--", "random_mask": ":", "tfmot_gradual": "-."}
 FALLBACK_ARM_LINESTYLE = (0, (5, 1, 1, 1, 1, 1))
-
-ARM_MARKERS = {"ticket": "o", "reinit": "s", "random_mask": "^", "tfmot_gradual": "D"}
 FALLBACK_ARM_MARKER = "v"
-
-ARM_LABELS = {
-    "ticket": "Winning ticket",
-    "reinit": "Random reinit",
-    "random_mask": "Random mask",
-    "tfmot_gradual": "TFMOT gradual",
-}
 
 # One colour per network in multi-experiment plots (Conv-2/4/6 style).
 NETWORK_COLORS = (
@@ -70,7 +60,8 @@ NETWORK_COLORS = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )
 
-DEFAULT_ARMS = ("ticket", "reinit", "random_mask")
+# The arms the runner trains by default and its built-in controls.
+DEFAULT_ARMS = tuple(a for a in arms.names() if not arms.get(a).external)
 DEFAULT_PMS = (100, 51.3, 21.1, 7.0, 3.6, 1.9)
 DEFAULT_REINIT_PMS = (51.3, 21.1)
 
@@ -96,8 +87,13 @@ CURVE_POINT_COLUMNS = (
 )
 
 
+def _style(arm, field, fallback):
+    value = getattr(arms.get(arm), field) if arm in arms.names() else None
+    return fallback if value is None else value
+
+
 def arm_color(arm: str) -> str:
-    """ARM_COLORS[arm], or a stable fallback colour for an unknown arm.
+    """The arm's registered colour, or a stable fallback colour.
 
     Example:
         >>> arm_color("ticket")
@@ -105,17 +101,19 @@ def arm_color(arm: str) -> str:
         >>> arm_color("my_arm") == arm_color("my_arm") in FALLBACK_ARM_COLORS
         True
     """
-    if arm in ARM_COLORS:
-        return ARM_COLORS[arm]
-    return FALLBACK_ARM_COLORS[zlib.crc32(arm.encode()) % len(FALLBACK_ARM_COLORS)]
+    return _style(arm, "color", FALLBACK_ARM_COLORS[zlib.crc32(arm.encode()) % len(FALLBACK_ARM_COLORS)])
 
 
 def arm_linestyle(arm: str):
-    return ARM_LINESTYLES.get(arm, FALLBACK_ARM_LINESTYLE)
+    return _style(arm, "linestyle", FALLBACK_ARM_LINESTYLE)
+
+
+def arm_marker(arm: str) -> str:
+    return _style(arm, "marker", FALLBACK_ARM_MARKER)
 
 
 def arm_label(arm: str) -> str:
-    return ARM_LABELS.get(arm, arm)
+    return _style(arm, "label", arm)
 
 
 def _format_pm(value: float, _pos=None) -> str:
@@ -387,8 +385,8 @@ def plot_metric_vs_pm(
     """``metric`` against P_m: mean over trials with min/max error bars.
 
     ``roots_or_root`` is one experiment directory (one colour per arm, from
-    ARM_COLORS) or a list of them (one colour per network, from
-    NETWORK_COLORS, and a linestyle per arm, from ARM_LINESTYLES). ``arms=None``
+    arm_color) or a list of them (one colour per network, from
+    NETWORK_COLORS, and a linestyle per arm, from arm_linestyle). ``arms=None``
     plots the default arms plus any other arm present. ``labels`` name the
     experiments (default: directory names).
 
@@ -420,7 +418,7 @@ def plot_metric_vs_pm(
             color = NETWORK_COLORS[i % len(NETWORK_COLORS)] if multi else arm_color(arm)
             _errorbar(
                 ax, pts, color=color, linestyle=arm_linestyle(arm),
-                marker=ARM_MARKERS.get(arm, FALLBACK_ARM_MARKER),
+                marker=arm_marker(arm),
                 label=f"{label}: {arm_label(arm)}" if multi else arm_label(arm),
             )
     points = pd.concat(all_points, ignore_index=True) if all_points else pd.DataFrame(columns=list(POINT_COLUMNS))

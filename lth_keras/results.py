@@ -5,8 +5,9 @@ An experiment lives under ``<output_dir>/<experiment>`` and looks like::
     config.json                       experiment-defining flags
     summary.csv                       one row per finished (trial, arm, round)
     trial_0/ticket/round_0/
-        mask.npz                      layer name -> mask array
-        reset_weights.npz             layer name -> weights the round started from
+        mask.npz                      masked-weight name -> mask array
+        reset_weights.npz             start weights by position (snapshots.WeightSnapshot.to_arrays)
+        trained_weights.npz           trained weights, likewise (arms that keep them)
         curve.csv                     one row per evaluation
         summary.json                  written LAST: its presence marks the round done
         checkpoint/                   trainer's mid-round checkpoints (removed when done)
@@ -45,7 +46,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-ARMS = ("ticket", "reinit", "random_mask")
+from lth_keras import arms
 
 CURVE_COLUMNS = (
     "iteration",
@@ -288,15 +289,14 @@ def early_stop_metrics(curve: list[dict]) -> dict:
 
 
 def round_sort_key(arm: str) -> tuple[int, str]:
-    """Sort key putting known ARMS first, in ARMS order, then others by name.
+    """Sort key putting the arms the runner trains first (`lth_keras.arms`,
+    in registration order), then others by name.
 
     Example:
         >>> sorted(["zeta", "random_mask", "ticket", "alpha"], key=round_sort_key)
         ['ticket', 'random_mask', 'alpha', 'zeta']
     """
-    if arm in ARMS:
-        return (ARMS.index(arm), "")
-    return (len(ARMS), arm)
+    return arms.order_key(arm)
 
 
 def _check_index(name: str, value: Any) -> int:
