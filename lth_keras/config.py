@@ -19,6 +19,7 @@ data = lth_config.load_dataset(c)
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import typing
 
@@ -80,6 +81,7 @@ class ExperimentConfig:
     rounds: int = _field(3, "Rounds per trial, including the dense round 0.", defining=False)
     trials: int = _field(1, "Trials (distinct seeds).", defining=False)
     controls: tuple = _field((), "Comma-separated controls to run at every round: reinit, random_mask, or an arm registered with lth_keras.arms.", defining=False)
+    arm_modules: tuple = _field((), "Python modules imported first: they register more arms (lth_keras.arms) for --controls.", defining=False)
     output_dir: str = _field("runs", "Where experiments are written.", defining=False)
     experiment: typing.Optional[str] = _field(None, "Experiment name (default: the model name).", defining=False)
     overwrite: bool = _field(False, "Replace an existing experiment whose defining flags differ.", defining=False)
@@ -127,7 +129,12 @@ class ExperimentConfig:
             filled[f.name] = value
         if filled["experiment"] is None:
             filled["experiment"] = self.model
-        for key in ("lr_boundaries", "global_exclude", "controls", "synthetic_sizes"):
+        for module in (self.arm_modules,) if isinstance(self.arm_modules, str) else self.arm_modules:
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise ConfigError("arm_modules", f"cannot import {module!r}: {e}") from None
+        for key in ("lr_boundaries", "global_exclude", "controls", "synthetic_sizes", "arm_modules"):
             if filled[key] is not None:
                 filled[key] = tuple(filled[key])
         try:
