@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from lth_keras import layers as masked
+from lth_keras import layers
 from lth_keras import pruning
 
 __all__ = ["WeightSnapshot", "prune_model", "reset_optimizer_state", "default_output_layer"]
@@ -61,7 +61,7 @@ class WeightSnapshot:
 
     @staticmethod
     def _variables(model):
-        mask_ids = {id(mw.mask) for mw in masked.masked_weights(model)}
+        mask_ids = {id(mw.mask) for mw in layers.masked_weights(model)}
         return [v for v in model.variables if id(v) not in mask_ids]
 
     @classmethod
@@ -81,7 +81,7 @@ class WeightSnapshot:
                 f"The snapshot holds {len(self.values)} variables but the model "
                 f"has {len(variables)} (masks excluded): a different architecture?"
             )
-        mask_of = {id(mw.weight): mw.mask for mw in masked.masked_weights(model)}
+        mask_of = {id(mw.weight): mw.mask for mw in layers.masked_weights(model)}
         for variable, value, path in zip(variables, self.values, self.paths):
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(
@@ -97,7 +97,7 @@ class WeightSnapshot:
         """The snapshot's masked weights (e.g. kernels), by masked-weight name."""
         index = {id(v): i for i, v in enumerate(self._variables(model))}
         return {
-            mw.name: self.values[index[id(mw.weight)]] for mw in masked.masked_weights(model)
+            mw.name: self.values[index[id(mw.weight)]] for mw in layers.masked_weights(model)
         }
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -139,7 +139,7 @@ def reset_optimizer_state(optimizer) -> None:
 
 def default_output_layer(model) -> str | None:
     """The paper's "output layer": the last masked weight, if it is dense."""
-    weights = masked.masked_weights(model)
+    weights = layers.masked_weights(model)
     if len(weights) > 1 and weights[-1].kind == "dense":
         return weights[-1].name
     return None
@@ -173,8 +173,8 @@ def prune_model(
             ``"auto"`` picks the last masked layer when it is dense, None
             disables it.
     """
-    all_weights = masked.masked_weights(model)
-    chosen = [mw.name for mw in masked.masked_weights(model, include=include, exclude=exclude)]
+    all_weights = layers.masked_weights(model)
+    chosen = [mw.name for mw in layers.masked_weights(model, include=include, exclude=exclude)]
     if output_layer == "auto":
         output_layer = default_output_layer(model)
     new_masks = pruning.prune(
@@ -186,5 +186,5 @@ def prune_model(
         output=output_layer,
         include=chosen,
     )
-    masked.set_masks(model, new_masks)
+    layers.set_masks(model, new_masks)
     return new_masks

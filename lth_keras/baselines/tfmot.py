@@ -225,7 +225,8 @@ class _Round:
         return model
 
     def run(self, on_eval):
-        """Trains; returns (curve, kernels of the stripped model, trained weights, wall seconds)."""
+        """Trains, calling ``on_eval(row, seconds)`` per evaluation; returns (curve,
+        kernels of the stripped model, trained weights, wall seconds)."""
         import tensorflow as tf
 
         tfmot, tfk = _import_tfmot()
@@ -289,9 +290,9 @@ class _Round:
             return loss / n, correct / n
 
         def measure(row):
-            row.pop("seconds")
+            seconds = row.pop("seconds")
             row["pm"] = 100.0 * sum(self._remaining(model)) / sum(self._sizes(model))
-            on_eval(row)
+            on_eval(row, seconds)
 
         began = time.perf_counter()
         curve = schedule.train_and_measure(train_steps, evaluate, self.iterations, config.eval_every, on_eval=measure)
@@ -390,10 +391,9 @@ def run(
         iterations = config.iterations * (round_ + 1 if training_length == "total" else 1)
         sched = pruning_schedule_steps(iterations, pruning_begin, pruning_end, pruning_frequency)
         tag = f"trial {trial} {ARM} round {round_} (target P_m {target['pm']:.1f}%)"
-        began = time.perf_counter()
         curve, kernels, trained, wall = _Round(spec, config, tensors, theta0, target, iterations, sched, seed).run(
-            lambda row: log(schedule.progress_line(tag, row, iterations, time.perf_counter() - began,
-                                                   prefix=f"P_m {row['pm']:.1f}% | ")))
+            lambda row, seconds: log(schedule.progress_line(tag, row, iterations, seconds,
+                                                            prefix=f"P_m {row['pm']:.1f}% | ")))
         remaining = {n: int(np.count_nonzero(k)) for n, k in kernels.items()}
         pm = 100.0 * sum(remaining.values()) / sum(k.size for k in kernels.values())
         results.atomic_write_npz(os.path.join(exp_dir.round_dir(trial, ARM, round_), "trained_weights.npz"), trained)
