@@ -39,7 +39,7 @@ import typing
 
 import numpy as np
 
-from lth_keras import datasets, pruning, results
+from lth_keras import datasets, pruning, results, resume
 
 __all__ = ["ExperimentConfig", "ConfigError", "CONTROLS", "train_and_evaluate"]
 
@@ -99,6 +99,11 @@ class ExperimentConfig:
     seed: int = _field(0, "Base seed; trial t uses seed + 1000 * t.")
     rounds: int = _field(3, "Rounds per trial, including the dense round 0.", defining=False)
     trials: int = _field(1, "Trials (distinct seeds).", defining=False)
+    trial_ids: typing.Optional[str] = _field(
+        None, "Run only these trials, e.g. 3 or 3,4 or 0-7 (default: all of --trials). Processes with "
+        "different --trial_ids may share one experiment directory (a Slurm array, one per GPU).", defining=False)
+    wait_for_lock: bool = _field(
+        False, "When another process is running a trial, wait for it instead of exiting.", defining=False)
     controls: tuple = _field((), "Comma-separated controls to run at every round: reinit, random_mask.", defining=False)
     output_dir: str = _field("runs", "Where experiments are written.", defining=False)
     experiment: typing.Optional[str] = _field(None, "Experiment name (default: the model name).", defining=False)
@@ -197,6 +202,10 @@ class ExperimentConfig:
             raise ConfigError("strategy", f"must be one of {', '.join(distribute.STRATEGIES)}, got {self.strategy!r}.")
         if not isinstance(self.worker_timeout, int) or self.worker_timeout < 1:
             raise ConfigError("worker_timeout", f"must be a positive integer, got {self.worker_timeout}.")
+        try:
+            resume.parse_trial_ids(self.trial_ids, self.trials)
+        except ValueError as e:
+            raise ConfigError("trial_ids", str(e)) from None
 
     def defining(self) -> dict:
         """The experiment-defining values, as saved in ``config.json``."""
@@ -288,6 +297,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
             raise RuntimeError("The chief refused the experiment (config mismatch); see its log.")
         results.atomic_write_json(os.path.join(exp_dir.root, "flags.json"), config.to_dict())
         if sync.is_chief:
+            resume.prepare_experiment(exp_dir)
             replicas = strategy.num_replicas_in_sync
             log(f"Experiment {exp_dir.root}: {config.model} on {data.name} ({data.source}), "
                 f"{config.trials} trial(s) x {config.rounds} round(s), arms: ticket"
@@ -297,8 +307,9 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
                    if replicas > 1 or config.strategy not in ("auto", "default") else "")
                 + (f"; {policy}" if policy else ""))
         with distribute.dtype_policy(policy), distribute.peer_failures_as_errors(strategy, config.worker_timeout):
-            for trial in range(config.trials):
-                _Trial(run_config, data, exp_dir, trial, log, strategy=strategy, sync=sync).run()
+            for trial in resume.parse_trial_ids(config.trial_ids, config.trials):
+                with resume.trial_session(exp_dir, trial, config, sync=sync, log=log):
+                    _Trial(run_config, data, exp_dir, trial, log, strategy=strategy, sync=sync).run()
         path = exp_dir.write_summary_csv()
     if sync.is_chief:
         log(f"Done. Summary: {path}")
@@ -362,7 +373,9 @@ class _Trial:
         weights = layers.masked_weights(self.model)
         self.kinds = {mw.name: mw.kind for mw in weights}
         self.output = callbacks.default_output_layer(self.model)
-        self.theta0 = callbacks.WeightSnapshot.take(self.model)
+        self.theta0 = resume.saved_snapshot(
+            exp_dir, trial, "theta0", callbacks.WeightSnapshot.take(self.model),
+            fallback=os.path.join(exp_dir.round_dir(trial, "ticket", 0), "reset_weights.npz"))
         exclude = config.global_exclude if config.pruning == "global" else None
         self.prunable = [mw.name for mw in layers.masked_weights(self.model, exclude=exclude or None)]
         self.has_conv = any(k == "conv" for k in self.kinds.values())
@@ -449,7 +462,7 @@ class _Trial:
                     self.config.model, self.data.input_shape, self.data.num_classes,
                     dropout=self.config.dropout, seed=self.seed + 100_003 * (round_ + 1),
                 )
-            start = callbacks.WeightSnapshot.take(fresh)
+            start = resume.saved_snapshot(exp_dir, trial, f"reinit_round_{round_}", callbacks.WeightSnapshot.take(fresh))
         elif arm == "random_mask":
             mask = pruning.random_masks(ticket_mask, seed=self.seed + 200_003 * (round_ + 1))
             start = self._reset_point() if chief else self.theta0
