@@ -91,6 +91,9 @@ _CHECKPOINT_DIR = "checkpoint"
 _TRAINED_FILE = "trained_weights.npz"
 _FLAGS_FILE = "flags.json"
 _LOCK_DIR = ".locks"
+# Present while write_round writes a round's files: a round with result files
+# but no summary.json was interrupted while being written, not damaged.
+_WRITING_MARKER = ".writing"
 # Files whose presence without summary.json means a finished round lost its
 # summary (write_round writes them only after training, summary.json last).
 _RESULT_FILES = (_MASK_FILE, _RESET_FILE, _CURVE_FILE)
@@ -696,6 +699,8 @@ class ExperimentDir:
         # leave an old summary next to new arrays.
         if os.path.exists(summary_path):
             os.remove(summary_path)
+        marker = self._file(trial, arm, round_, _WRITING_MARKER)
+        atomic_write_text(marker, "")
 
         atomic_write_npz(self._file(trial, arm, round_, _MASK_FILE), mask)
         atomic_write_npz(self._file(trial, arm, round_, _RESET_FILE), reset_weights)
@@ -710,6 +715,7 @@ class ExperimentDir:
             fieldnames=list(CURVE_COLUMNS) + extra,
         )
         atomic_write_json(summary_path, merged)
+        os.remove(marker)
         # Checkpoints only matter for resuming an unfinished round.
         shutil.rmtree(self.checkpoint_path(trial, arm, round_), ignore_errors=True)
         return merged
@@ -790,7 +796,8 @@ class ExperimentDir:
         if not os.path.lexists(summary_path):
             state = os.path.join(self.checkpoint_path(trial, arm, round_), "state.npz")
             if any(os.path.lexists(os.path.join(directory, n)) for n in _RESULT_FILES) \
-                    and not os.path.exists(state):
+                    and not os.path.exists(state) \
+                    and not os.path.lexists(os.path.join(directory, _WRITING_MARKER)):
                 return "corrupt", CorruptResultError(summary_path, "missing (the round's other files are there)")
             return "unfinished", None
         try:
@@ -879,20 +886,18 @@ class ExperimentDir:
         return self.summary_csv_path
 
     def check_summary_csv(self) -> CorruptResultError | None:
-        """None if summary.csv is absent or agrees with the finished rounds;
-        else the error describing it (unparsable, or rows missing)."""
+        """None if summary.csv is absent or parses; else the error describing it.
+
+        (A summary.csv that parses but lacks the latest rounds is merely out
+        of date, as after a crash between a round and the rebuild.)
+        """
         path = self.summary_csv_path
         if not os.path.lexists(path):
             return None
         try:
-            rows = _read_summary_csv(path)
+            _read_summary_csv(path)
         except CorruptResultError as e:
             return e
-        have = {(str(r.get("trial")), r.get("arm"), str(r.get("round"))) for r in rows}
-        for s in self.summaries():
-            if (str(s["trial"]), s["arm"], str(s["round"])) not in have:
-                return CorruptResultError(
-                    path, f"truncated (no row for trial {s['trial']} {s['arm']} round {s['round']})")
         return None
 
     # -- config --------------------------------------------------------------

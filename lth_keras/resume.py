@@ -258,11 +258,12 @@ def trial_session(exp_dir: results.ExperimentDir, trial: int, config, *, sync=No
 
 
 def prepare_experiment(exp_dir: results.ExperimentDir) -> None:
-    """Checks summary.csv and rebuilds it from the rounds when it is broken
-    (the chief calls this once config.json is settled)."""
+    """Rebuilds summary.csv from the finished rounds, with a warning when it
+    was unreadable (the chief calls this once config.json is settled): a
+    deleted, damaged or out-of-date summary.csv is never trusted."""
     error = exp_dir.check_summary_csv()
+    exp_dir.write_summary_csv()
     if error is not None:
-        exp_dir.write_summary_csv()
         warn(f"{error.path}: {error.reason.split('; rerun')[0]}; rebuilt from the finished rounds")
 
 
