@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import os
 import shutil
 import subprocess
@@ -87,8 +86,7 @@ def _config(results_dir):
     path = os.path.join(results_dir, "config.json")
     if not os.path.isfile(path):
         raise ExportError(f"--results: {results_dir!r} is not an lth_keras experiment (no config.json).")
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = results.read_json(path)
     names = {f.name for f in dataclasses.fields(experiment.ExperimentConfig)}
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names}
     root = os.path.abspath(results_dir)
@@ -127,6 +125,9 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
         round_dir = exp_dir.round_dir(trial, arm, round_)
     except (TypeError, ValueError) as e:
         raise ExportError(f"--trial/--round/--arm: {e}") from None
+    status, damage = exp_dir.round_status(trial, arm, round_)
+    if status == "corrupt":
+        raise ExportError(f"{damage}; rerun the experiment's command to retrain the round")
     if not exp_dir.is_round_done(trial, arm, round_):
         done = _finished_rounds(exp_dir, trial, arm)
         have = f"finished {arm} rounds of trial {trial}: {done}" if done else f"no finished {arm} round in trial {trial}"
@@ -140,10 +141,10 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
     spec = datasets.DATASETS[config.dataset]
     model = models.build(config.model, spec.input_shape, spec.num_classes, dropout=config.dropout)
     masks = exp_dir.read_mask(trial, arm, round_)
+    trained = exp_dir.read_trained_weights(trial, arm, round_)
     try:
         layers.set_masks(model, masks)
-        with np.load(trained_path) as f:
-            callbacks.WeightSnapshot.from_arrays(dict(f)).restore(model)
+        callbacks.WeightSnapshot.from_arrays(trained).restore(model)
     except ValueError as e:
         raise ExportError(f"{round_dir} does not fit the {config.model} model of config.json: {e}") from None
     return model, config
@@ -388,7 +389,7 @@ def main(argv):
             FLAGS.results, FLAGS.trial, FLAGS.round, FLAGS.format, FLAGS.out,
             arm=FLAGS.arm, check_examples=FLAGS.check_examples, atol=FLAGS.atol, rtol=FLAGS.rtol,
         )
-    except ExportError as e:
+    except (ExportError, results.ResultsError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -532,3 +532,82 @@ def test_binaries_on_two_trials_at_once_and_on_faults(reference, tmp_path):
     pd.testing.assert_frame_equal(_summary(shared / "tiny"), _summary(reference), check_exact=True)
     _assert_one_line(procs["held"], "trial 1", f"pid {holder.pid} on {socket.gethostname()}", "--wait_for_lock")
     _assert_one_line(procs["broken"], str(broken / "tiny" / "config.json"), "not valid JSON")
+
+
+# -- the reading binaries on empty, partial and damaged experiments -----------------------------
+
+
+def _exit_message(module, flag_values, argv):
+    """Runs `module.main` on parsed `argv`; returns its SystemExit message."""
+    flag_values.unparse_flags()
+    try:
+        flag_values(argv)
+        with pytest.raises(SystemExit) as info:
+            module.main(argv[:1])
+        return info.value.code
+    finally:
+        flag_values.unparse_flags()
+
+
+@pytest.fixture
+def damaged_dirs(reference, tmp_path):
+    """name -> experiment directory: empty, partial (one unfinished round), and damaged copies."""
+    dirs = {"empty": tmp_path / "empty", "partial": tmp_path / "partial"}
+    dirs["empty"].mkdir()
+    shutil.copy(os.path.join(reference, "config.json"), tmp_path / "config.json")
+    state = dirs["partial"] / "trial_0" / "ticket" / "round_0" / "checkpoint" / "state.npz"
+    state.parent.mkdir(parents=True)
+    results.atomic_write_npz(str(state), {"a": np.zeros(2)})
+    shutil.copy(tmp_path / "config.json", dirs["partial"] / "config.json")
+    for name, rel, fault in [
+        ("summary_csv", "summary.csv", _garbage),
+        ("mask", os.path.join("trial_0", "ticket", "round_1", "mask.npz"), _truncate),
+        ("config", "config.json", _garbage),
+        ("theta0", os.path.join("trial_0", "ticket", "round_0", "reset_weights.npz"), _truncate),
+        ("curve", os.path.join("trial_0", "ticket", "round_1", "curve.csv"), _garbage),
+    ]:
+        dirs[name] = tmp_path / name
+        shutil.copytree(reference, dirs[name])
+        fault(str(dirs[name] / rel))
+        dirs[name + "_file"] = str(dirs[name] / rel)
+    return dirs
+
+
+def _assert_names(message, *needles):
+    assert message is not None and message.startswith("error: ") and "\n" not in message, message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_figures_export_and_baseline_on_bad_directories(damaged_dirs, tmp_path):
+    from absl import flags
+
+    from lth_keras import export, figures
+    from lth_keras.baselines import tfmot
+
+    d = damaged_dirs
+    out = str(tmp_path / "plots")
+
+    def fig(path):
+        return _exit_message(figures, flags.FLAGS, ["figures", f"--results={path}", f"--out={out}", "--formats=png", "--pms=80", "--reinit_pms=80"])
+
+    def exp(path, round_=1):
+        return _exit_message(export, export.FLAGS, [
+            "export", f"--results={path}", f"--round={round_}", "--format=keras", f"--out={tmp_path / 'x.keras'}"])
+
+    def base(path):
+        return _exit_message(tfmot, tfmot.FLAGS, ["tfmot", f"--results={path}"])
+
+    _assert_names(fig(d["empty"]), str(d["empty"]))
+    _assert_names(fig(d["partial"]), str(d["partial"]), "no finished round")
+    _assert_names(fig(d["summary_csv"]), d["summary_csv_file"])
+    _assert_names(fig(d["curve"]), d["curve_file"])
+    _assert_names(exp(d["empty"]), str(d["empty"]), "config.json")
+    _assert_names(exp(d["partial"], 0), str(d["partial"]), "round 0 not found")
+    _assert_names(exp(d["mask"]), d["mask_file"])
+    _assert_names(exp(d["config"]), d["config_file"], "not valid JSON")
+    _assert_names(base(d["empty"]), str(d["empty"]), "config.json")
+    _assert_names(base(d["partial"]), str(d["partial"]), "no finished ticket round")
+    _assert_names(base(d["config"]), d["config_file"], "not valid JSON")
+    _assert_names(base(d["theta0"]), d["theta0_file"])
+    assert not os.path.exists(out) or not os.listdir(out)

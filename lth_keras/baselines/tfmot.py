@@ -181,8 +181,7 @@ def resolve_config(results_dir: str, overrides: dict | None = None) -> experimen
         raise BaselineError(f"--results: {results_dir!r} does not exist.")
     if not os.path.isfile(exp_dir.config_path):
         raise BaselineError(f"--results: {results_dir!r} is not an lth_keras experiment (no config.json).")
-    with open(exp_dir.config_path, encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = results.read_json(exp_dir.config_path)
     names = {f.name for f in dataclasses.fields(experiment.ExperimentConfig)}
     values = {k: v for k, v in saved.items() if k in names}
     values.update(overrides or {})
@@ -634,6 +633,7 @@ def run(
     for t in sorted({t for t, _ in jobs}):
         if not os.path.exists(os.path.join(exp_dir.round_dir(t, "ticket", 0), "reset_weights.npz")):
             raise BaselineError(f"--results: trial {t} has no ticket round 0 (its θ0 is the baseline's start).")
+        results.check_npz(os.path.join(exp_dir.round_dir(t, "ticket", 0), "reset_weights.npz"))
     data = _load_data(config)
     spec = architecture(config, data.input_shape, data.num_classes)
 
@@ -737,7 +737,7 @@ def main(argv):
             pruning_end=FLAGS.pruning_end,
             pruning_frequency=FLAGS.pruning_frequency,
         )
-    except BaselineError as e:
+    except (BaselineError, results.ResultsError) as e:
         sys.exit(f"error: {e}")
     except subprocess.CalledProcessError as e:
         sys.exit(f"error: --setup_venv: {e}")
