@@ -85,7 +85,7 @@ def test_layout(run):
     arms = {"ticket": range(ROUNDS), "reinit": range(1, ROUNDS), "random_mask": range(1, ROUNDS)}
     assert exp_dir.root.endswith(os.path.join("", "lenet_synth"))
     # init/ holds θ0 and the reinit draws, saved once per trial.
-    assert sorted(os.listdir(os.path.join(exp_dir.root, "trial_0"))) == sorted(arms) + ["init"]
+    assert sorted(os.listdir(os.path.join(exp_dir.root, "trial_0"))) == sorted(list(arms) + ["init"])
     assert sorted(os.listdir(os.path.join(exp_dir.root, "trial_0", "init"))) == [
         "reinit_round_1.npz", "reinit_round_2.npz", "theta0.npz"]
     for arm, rounds in arms.items():
