@@ -629,6 +629,14 @@ class ExperimentDir:
     def flags_path(self) -> str:
         return os.path.join(self.root, _FLAGS_FILE)
 
+    def read_config(self) -> dict:
+        """config.json (the defining flags); checked: `CorruptResultError`."""
+        return read_json(self.config_path)
+
+    def read_flags(self) -> dict:
+        """flags.json (every flag of the latest run); checked: `CorruptResultError`."""
+        return read_json(self.flags_path)
+
     def lock_path(self, name: str) -> str:
         """root/.locks/<name>.lock (see `lth_keras.locks`)."""
         return os.path.join(self.root, _LOCK_DIR, f"{name}.lock")

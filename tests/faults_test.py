@@ -247,6 +247,29 @@ def test_invalid_config_json_stops_with_one_line_and_loses_nothing(copy):
     assert config in message and "JSON object" in message
 
 
+def test_flags_json_is_checked_when_read_and_rewritten_by_a_rerun(copy):
+    exp = results.ExperimentDir(os.path.join(str(copy), "tiny"))
+    _garbage(exp.flags_path)
+    with pytest.raises(results.CorruptResultError) as info:
+        exp.read_flags()
+    assert str(info.value).startswith(exp.flags_path + ": not valid JSON") and "\n" not in str(info.value)
+    _run(copy)
+    assert exp.read_flags()["iterations"] == TINY["iterations"]
+
+
+def test_overwrite_never_deletes_a_trial_another_process_runs(copy):
+    root = os.path.join(str(copy), "tiny")
+    holder = _hold(os.path.join(root, ".locks", "trial_1.lock"), 60)
+    try:
+        before = _stamps(root)
+        with pytest.raises(locks.LockHeldError, match=f"trial 1 .* pid {holder.pid}"):
+            results.ExperimentDir(root).check_and_save_config({"other": 1}, overwrite=True)
+        assert _stamps(root) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_deleted_summary_csv_is_rebuilt_without_retraining(copy, reference, capsys):
     os.remove(os.path.join(str(copy), "tiny", "summary.csv"))
     exp, lines = _run(copy)
