@@ -76,6 +76,8 @@ class FileLock:
             two processes lock two different files of the same name.
         what: the locked thing, for messages ("trial 3 of runs/lenet").
         wait: block until the lock is free instead of raising `LockHeldError`.
+        timeout: with `wait`, give up after this many seconds (`LockHeldError`);
+            None waits for ever.
         on_wait: called once with the holder's description before blocking.
         advice: appended to the `LockHeldError` message.
 
@@ -91,10 +93,11 @@ class FileLock:
     """
 
     def __init__(self, path: str, *, what: str | None = None, wait: bool = False,
-                 on_wait=None, advice: str = ""):
+                 timeout: float | None = None, on_wait=None, advice: str = ""):
         self.path = os.fspath(path)
         self.what = what or self.path
         self.wait = wait
+        self.timeout = timeout
         self.on_wait = on_wait
         self.advice = advice
         self._fd = None
@@ -127,7 +130,10 @@ class FileLock:
                     raise LockHeldError(message + (f"; {self.advice}" if self.advice else ""), info)
                 if self.on_wait is not None:
                     self.on_wait(describe(info))
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                if self.timeout is None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                else:
+                    self._wait_until(fd, time.monotonic() + self.timeout)
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
@@ -151,6 +157,19 @@ class FileLock:
         except OSError:
             pass  # a full disk must not stop the lock itself; the holder is then "another process"
         return self
+
+    def _wait_until(self, fd, deadline):
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockHeldError(
+                        f"{self.what} is still held by {describe(holder(self.path))} after "
+                        f"{self.timeout:g}s (lock {self.path}); is that process stopped or hung?"
+                        + (f" {self.advice}" if self.advice else ""), holder(self.path)) from None
+                time.sleep(0.05)
 
     def release(self) -> None:
         if self._fd is None:

@@ -100,6 +100,10 @@ _RESULT_FILES = (_MASK_FILE, _RESET_FILE, _CURVE_FILE)
 # Keys every round summary has (write_round adds them).
 _SUMMARY_KEYS = ("trial", "arm", "round", "pm", "early_stop_iteration", "final_iteration")
 
+# How long a writer waits for another process's short lock around
+# config.json and summary.csv before it gives up with one line naming it.
+SHARED_LOCK_TIMEOUT_S = 300.0
+
 _TRIAL_RE = re.compile(r"^trial_(\d+)$")
 _ROUND_RE = re.compile(r"^round_(\d+)$")
 
@@ -644,7 +648,9 @@ class ExperimentDir:
     def shared_lock(self) -> "locks.FileLock":
         """The short lock around the experiment's shared files (config.json,
         summary.csv). Writers take it; readers need not (writes are atomic)."""
-        return locks.FileLock(self.lock_path("experiment"), what=f"experiment {self.root}", wait=True)
+        # Held for milliseconds; minutes mean a stopped or hung holder.
+        return locks.FileLock(self.lock_path("experiment"), what=f"the shared files of experiment {self.root}",
+                              wait=True, timeout=SHARED_LOCK_TIMEOUT_S)
 
     def trial_lock(self, trial: int, *, wait: bool = False, on_wait=None) -> "locks.FileLock":
         """The lock a process holds while it runs trial `trial`."""

@@ -500,6 +500,20 @@ def test_a_lock_left_by_a_killed_process_does_not_block(copy, reference):
     pd.testing.assert_frame_equal(_summary(exp.root), _summary(reference), check_exact=True)
 
 
+def test_a_stuck_holder_of_the_short_shared_lock_is_named_after_the_timeout(tmp_path):
+    path = str(tmp_path / ".locks" / "experiment.lock")
+    holder = _hold(path, 60)
+    try:
+        lock = locks.FileLock(path, what="the shared files", wait=True, timeout=0.3)
+        with pytest.raises(locks.LockHeldError, match=f"still held by pid {holder.pid} on .* after 0.3s"):
+            lock.acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with lock:
+        assert lock.held
+
+
 def test_trial_ids_are_checked():
     with pytest.raises(experiment.ConfigError, match="--trial_ids: trial 2 is not below --trials=2"):
         _config(trial_ids="0-2").resolve()
@@ -529,32 +543,60 @@ def _assert_one_line(proc, *needles):
 @pytest.mark.slow
 def test_binaries_on_two_trials_at_once_and_on_faults(reference, tmp_path):
     """As processes: two trials of one experiment at once (both finish; the
-    summary has both), a trial whose lock is held (refused in one line naming
-    the holder) and an invalid config.json (one line naming it)."""
+    summary has both), and an invalid config.json (one line naming it)."""
     shared = tmp_path / "shared"
-    held = tmp_path / "held"
-    shutil.copytree(reference, held / "tiny")
     broken = tmp_path / "broken"
     shutil.copytree(reference, broken / "tiny")
     (broken / "tiny" / "config.json").write_text("{not json")
-    holder = _hold(str(held / "tiny" / ".locks" / "trial_1.lock"), 600)
-    try:
-        jobs = {
-            "trial0": ["lth_keras.main", *TINY_FLAGS, f"--output_dir={shared}", "--trial_ids=0"],
-            "trial1": ["lth_keras.main", *TINY_FLAGS, f"--output_dir={shared}", "--trial_ids=1"],
-            "held": ["lth_keras.main", *TINY_FLAGS, f"--output_dir={held}", "--trial_ids=0-1"],
-            "broken": ["lth_keras.main", *TINY_FLAGS, f"--output_dir={broken}"],
-        }
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            procs = dict(zip(jobs, pool.map(lambda args: _binary(*args), jobs.values())))
-    finally:
-        holder.kill()
-        holder.wait()
+    jobs = {
+        "trial0": ["lth_keras.main", *TINY_FLAGS, f"--output_dir={shared}", "--trial_ids=0"],
+        "trial1": ["lth_keras.main", *TINY_FLAGS, f"--output_dir={shared}", "--trial_ids=1"],
+        "broken": ["lth_keras.main", *TINY_FLAGS, f"--output_dir={broken}"],
+    }
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        procs = dict(zip(jobs, pool.map(lambda args: _binary(*args), jobs.values())))
     for name in ("trial0", "trial1"):
         assert procs[name].returncode == 0, _stderr_lines(procs[name].stderr)
     pd.testing.assert_frame_equal(_summary(shared / "tiny"), _summary(reference), check_exact=True)
-    _assert_one_line(procs["held"], "trial 1", f"pid {holder.pid} on {socket.gethostname()}", "--wait_for_lock")
     _assert_one_line(procs["broken"], str(broken / "tiny" / "config.json"), "not valid JSON")
+
+
+@pytest.mark.slow
+def test_a_second_binary_on_a_running_trial_is_refused_and_a_killed_ones_lock_is_free(reference, tmp_path):
+    """Process A runs trial 0 and is frozen (SIGSTOP) while it holds the
+    trial; process B on the same trial is refused at once naming A; A is then
+    SIGKILLed, and B's rerun finishes the experiment as if nothing happened."""
+    out = tmp_path / "out"
+    args = ["lth_keras.main", *TINY_FLAGS, f"--output_dir={out}", "--trial_ids=0"]
+    lock = out / "tiny" / ".locks" / "trial_0.lock"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    a = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while locks.holder(str(lock)).get("pid") != a.pid:
+            assert a.poll() is None and time.time() < deadline, "A never held trial 0"
+            time.sleep(0.02)
+        a.send_signal(signal.SIGSTOP)
+        # Frozen outside its short lock on the shared files, which B needs.
+        shared = locks.FileLock(str(out / "tiny" / ".locks" / "experiment.lock"))
+        while True:
+            try:
+                shared.acquire().release()
+                break
+            except locks.LockHeldError:
+                a.send_signal(signal.SIGCONT)
+                time.sleep(0.01)
+                a.send_signal(signal.SIGSTOP)
+        b = _binary(*args)
+        _assert_one_line(b, "trial 0", f"pid {a.pid} on {socket.gethostname()}", "--wait_for_lock")
+    finally:
+        a.kill()
+        a.wait()
+    assert a.returncode == -signal.SIGKILL
+    again = _binary(*args[:-1], "--trial_ids=0-1")
+    assert again.returncode == 0, _stderr_lines(again.stderr)
+    pd.testing.assert_frame_equal(_summary(out / "tiny"), _summary(reference), check_exact=True)
 
 
 # -- the reading binaries on empty, partial and damaged experiments -----------------------------
