@@ -771,7 +771,7 @@ class ExperimentDir:
         summary.json must parse and name this round; curve.csv must parse and
         end at the summary's final iteration; mask.npz, reset_weights.npz,
         the names in `required` and every other .npz present must be whole
-        (headers only: see `check_npz`).
+        (headers only, see `check_npz`, except the small mask.npz, read whole).
         """
         directory = self.round_dir(trial, arm, round_)
         summary = self.read_round_summary(trial, arm, round_)
@@ -794,6 +794,8 @@ class ExperimentDir:
         names += [n for n in present if n.endswith(".npz") and n not in names]
         for name in names:
             check_npz(os.path.join(directory, name))
+        # Masks are small and read back on every resume: check their data too.
+        read_npz(os.path.join(directory, _MASK_FILE))
 
     def round_status(self, trial: int, arm: str, round_: int, required: Iterable[str] = ()):
         """``(status, error)``: ("absent", None) no directory; ("unfinished",
