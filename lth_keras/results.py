@@ -3,13 +3,20 @@
 An experiment lives under ``<output_dir>/<experiment>`` and looks like::
 
     config.json                       experiment-defining flags
+    flags.json                        every flag of the latest run
     summary.csv                       one row per finished (trial, arm, round)
+    .locks/                           OS file locks: one per trial, one for the shared files
+    trial_0/init/
+        theta0.npz                    θ0, saved when first drawn, read back ever after
+        reinit_round_<r>.npz          the reinit control's draws, likewise
     trial_0/ticket/round_0/
         mask.npz                      layer name -> mask array
         reset_weights.npz             layer name -> weights the round started from
+        trained_weights.npz           (ticket rounds) the weights after training
         curve.csv                     one row per evaluation
         summary.json                  written LAST: its presence marks the round done
         checkpoint/                   trainer's mid-round checkpoints (removed when done)
+    trial_0/ticket/round_2.corrupt-<time>/   a damaged round, moved aside and retrained
 
 Every file is written to a temporary name in the same directory and then
 ``os.replace``-d into place, so a crash or pre-emption never leaves a truncated

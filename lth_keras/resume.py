@@ -171,7 +171,6 @@ def repair_trial(
     depends_on: Mapping[str, Callable],
     *,
     required: Callable[[str, int], list] = lambda arm, r: [],
-    log: Callable[[str], None] = print,
 ) -> list[str]:
     """Checks every round of `trial` whose arm is in `depends_on`; moves the
     damaged ones and those built on them aside (``round_<r>.corrupt-<time>``)
@@ -250,7 +249,7 @@ def trial_session(exp_dir: results.ExperimentDir, trial: int, config, *, sync=No
         if chief:
             deps = experiment_dependencies(("ticket",) + tuple(config.controls), one_shot=config.one_shot)
             rewind = config.rewind_iteration > 0
-            repair_trial(exp_dir, trial, deps, required=lambda a, r: _required_files(a, r, rewind), log=log)
+            repair_trial(exp_dir, trial, deps, required=lambda a, r: _required_files(a, r, rewind))
         yield
     finally:
         if lock is not None:
