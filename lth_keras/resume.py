@@ -220,11 +220,14 @@ def repair_trial(
 
 
 @contextlib.contextmanager
-def trial_session(exp_dir: results.ExperimentDir, trial: int, config, *, sync=None, log=print):
+def trial_session(exp_dir: results.ExperimentDir, trial: int, config, *, sync=None, log=print,
+                  depends_on: Mapping[str, Callable] | None = None):
     """Holds trial `trial`'s lock and repairs its rounds, for the `with` body.
 
     Only the chief locks and repairs (other workers write nowhere shared);
     with several workers, all of them learn whether the chief was refused.
+    `depends_on` (see `rounds_to_redo`) defaults to `experiment_dependencies`
+    of the ticket and ``config.controls``.
 
     Raises:
         lth_keras.locks.LockHeldError: another process runs the trial and
@@ -247,7 +250,7 @@ def trial_session(exp_dir: results.ExperimentDir, trial: int, config, *, sync=No
         raise refused
     try:
         if chief:
-            deps = experiment_dependencies(("ticket",) + tuple(config.controls), one_shot=config.one_shot)
+            deps = depends_on or experiment_dependencies(("ticket",) + tuple(config.controls), one_shot=config.one_shot)
             rewind = config.rewind_iteration > 0
             repair_trial(exp_dir, trial, deps, required=lambda a, r: _required_files(a, r, rewind))
         yield
