@@ -371,6 +371,37 @@ def test_full_disk_stops_with_one_line_and_the_rerun_equals_an_uninterrupted_run
         assert os.stat(path).st_mtime_ns == stamp, path
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB tmpfs (root only): a real disk that fills up mid-run."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; test_full_disk_stops_... covers the rest")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_real_full_disk_then_freed_space_resumes_to_the_uninterrupted_result(small_disk, reference):
+    with pytest.raises(results.ResultsWriteError) as info:
+        _run(small_disk)
+    assert "No space left on device" in str(info.value) and str(small_disk) in info.value.path
+    assert _tmp_files(small_disk) == []
+    finished = _stamps(os.path.join(str(small_disk), "tiny"))
+    assert finished  # it filled mid-run, after some rounds were done
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
+    exp, _ = _run(small_disk)
+    pd.testing.assert_frame_equal(_summary(exp.root), _summary(reference), check_exact=True)
+    for path, stamp in finished.items():
+        assert os.stat(path).st_mtime_ns == stamp, path
+
+
 def test_read_only_disk_names_the_path(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", _FullDisk(allowed=0, code=errno.EROFS))
     target = tmp_path / "exp" / "summary.json"
