@@ -209,9 +209,10 @@ def repair_trial(
         path = exp_dir.move_aside(trial, arm, round_)
         moved.append(path)
     for (arm, round_), message in sorted(damaged.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        others = sorted(redo - {(arm, round_)}, key=lambda p: (p[1], p[0]))
-        warn(f"{message}; trial {trial} {arm} round {round_} moved aside (round_{round_}.corrupt-*) and "
-             f"retrained" + (f", with the {len(others)} round(s) built on it" if others else ""))
+        others = redo & present - {(arm, round_)}
+        aside = " moved aside (round_{}.corrupt-*) and".format(round_) if (arm, round_) in present else ""
+        warn(f"{message}; trial {trial} {arm} round {round_}{aside} retrained"
+             + (f", with the {len(others)} round(s) built on it" if others else ""))
     return moved
 
 
