@@ -165,6 +165,24 @@ def _required_files(arm: str, round_: int, rewind: bool) -> list[str]:
     return ["trained_weights.npz"] + (["rewind_weights.npz"] if round_ == 0 and rewind else [])
 
 
+def _remove_stale_temp_files(exp_dir, trial, arms) -> None:
+    """Deletes the temp files of writes a killed process never finished.
+
+    They are never results (a write is renamed into place only when whole),
+    and the caller holds the trial's lock, so no live process owns them.
+    Other arms' directories (a baseline writing on its own) are left alone.
+    """
+    trial_dir = os.path.join(exp_dir.root, f"trial_{int(trial)}")
+    for sub in [*arms, "init"]:
+        for directory, _, files in os.walk(os.path.join(trial_dir, sub)):
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    try:
+                        os.remove(os.path.join(directory, name))
+                    except OSError:
+                        pass
+
+
 def repair_trial(
     exp_dir: results.ExperimentDir,
     trial: int,
@@ -181,6 +199,7 @@ def repair_trial(
     file gets one warning line naming it. An unfinished round's unreadable
     checkpoint is moved aside too (the round restarts from its beginning).
     """
+    _remove_stale_temp_files(exp_dir, trial, depends_on)
     present = {p for p in exp_dir.round_dirs(trial) if p[0] in depends_on}
     damaged = {}
     for arm, round_ in sorted(present, key=lambda p: (p[1], p[0])):

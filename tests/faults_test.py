@@ -188,6 +188,16 @@ def test_a_round_cut_short_while_being_written_is_unfinished_not_damaged(tmp_pat
     assert status == "corrupt" and "summary.json: missing" in str(error)
 
 
+def test_temp_files_of_a_killed_write_are_cleaned_up(copy, reference):
+    stale = [os.path.join(_round_dir(copy, 0, "ticket", 1), ".mask.npz.abc123.tmp"),
+             os.path.join(str(copy), "tiny", "trial_0", "init", ".theta0.npz.x.tmp")]
+    for path in stale:
+        open(path, "wb").write(b"half a file")
+    exp, lines = _run(copy)
+    assert _retrained(lines) == []
+    assert _tmp_files(exp.root) == []
+
+
 def test_rounds_to_redo_follows_the_dependency_table():
     deps = resume.experiment_dependencies(["ticket", "reinit", "random_mask"])
     present = {("ticket", r) for r in range(4)} | {(c, r) for c in ("reinit", "random_mask") for r in (1, 2, 3)}
