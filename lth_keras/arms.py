@@ -39,7 +39,7 @@ experiment.train_and_evaluate(config, "runs")
 
 The `trial` an arm's `start` receives (`lth_keras.trial_state.TrialState`)
 offers: ``config``, ``seed``, ``theta0``, ``ones()``, ``mask(arm, round)``,
-``trained(arm, round)``, ``reset_point()``, ``fresh_weights(seed)``,
+``trained(arm, round)``, ``reset_point()``, ``fresh_weights(seed, name=None)``,
 ``prune(weights, masks)``, ``masked_values(snapshot)`` and
 ``with_masked_values(snapshot, values)``. Masks are ``{name: array}``; weights
 are `lth_keras.snapshots.WeightSnapshot`s.
@@ -53,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
-__all__ = ["Arm", "register", "get", "names", "controls", "order_key", "ticket_same_round"]
+__all__ = ["Arm", "register", "get", "names", "controls", "order_key", "dependencies", "ticket_same_round"]
 
 
 def ticket_same_round(config, round_: int) -> list[tuple[str, int]]:
@@ -154,6 +154,21 @@ def controls() -> tuple[str, ...]:
     return tuple(n for n, a in _REGISTRY.items() if n != "ticket" and not a.external)
 
 
+def dependencies(config) -> dict:
+    """``{arm: round -> [(arm, round) it reads]}`` for the ticket and
+    ``config.controls``: what must be redone when a saved round is damaged
+    (`lth_keras.resume.rounds_to_redo`).
+
+    Example:
+        >>> import types
+        >>> deps = dependencies(types.SimpleNamespace(controls=("reinit",), one_shot=False))
+        >>> deps["ticket"](2), deps["reinit"](2)
+        ([('ticket', 1), ('ticket', 0)], [('ticket', 2)])
+    """
+    return {name: (lambda r, arm=get(name): list(arm.depends(config, r)))
+            for name in ("ticket",) + tuple(config.controls)}
+
+
 def order_key(arm: str) -> tuple[int, str]:
     """Sort key: the arms the runner trains, in registration order, then the
     others (external or unknown) by name.
@@ -185,7 +200,8 @@ def _ticket(trial, round_):
 
 
 def _reinit(trial, round_):
-    return trial.mask("ticket", round_), trial.fresh_weights(trial.seed + 100_003 * (round_ + 1))
+    return trial.mask("ticket", round_), trial.fresh_weights(trial.seed + 100_003 * (round_ + 1),
+                                                             name=f"reinit_round_{round_}")
 
 
 def _random_mask(trial, round_):

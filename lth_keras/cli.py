@@ -23,13 +23,13 @@ cli.config_from_flags(flag_values=FLAGS).rounds      # 4
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import typing
 
 from absl import flags
 
+from lth_keras import results
 from lth_keras.config import ExperimentConfig
 
 __all__ = ["define_flags", "config_from_flags", "parse_command_line", "saved_config"]
@@ -111,8 +111,7 @@ def saved_config(results_dir: str, overrides: dict | None = None, *, error=Value
         raise error(f"--results: {results_dir!r} does not exist.")
     if not os.path.isfile(path):
         raise error(f"--results: {results_dir!r} is not an lth_keras experiment (no config.json).")
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = results.read_json(path)
     names = {f.name for f in dataclasses.fields(ExperimentConfig)}
     values = {k: v for k, v in saved.items() if k in names}
     values.update(overrides or {})

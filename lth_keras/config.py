@@ -80,6 +80,11 @@ class ExperimentConfig:
     seed: int = _field(0, "Base seed; trial t uses seed + 1000 * t.")
     rounds: int = _field(3, "Rounds per trial, including the dense round 0.", defining=False)
     trials: int = _field(1, "Trials (distinct seeds).", defining=False)
+    trial_ids: typing.Optional[str] = _field(
+        None, "Run only these trials, e.g. 3 or 3,4 or 0-7 (default: all of --trials). Processes with "
+        "different --trial_ids may share one experiment directory (a Slurm array, one per GPU).", defining=False)
+    wait_for_lock: bool = _field(
+        False, "When another process is running a trial, wait for it instead of exiting.", defining=False)
     controls: tuple = _field((), "Comma-separated controls to run at every round: reinit, random_mask, or an arm registered with lth_keras.arms.", defining=False)
     arm_modules: tuple = _field((), "Python modules imported first: they register more arms (lth_keras.arms) for --controls.", defining=False)
     output_dir: str = _field("runs", "Where experiments are written.", defining=False)
@@ -184,6 +189,12 @@ class ExperimentConfig:
             raise ConfigError("strategy", f"must be one of {', '.join(distribute.STRATEGIES)}, got {self.strategy!r}.")
         if not isinstance(self.worker_timeout, int) or self.worker_timeout < 1:
             raise ConfigError("worker_timeout", f"must be a positive integer, got {self.worker_timeout}.")
+        from lth_keras import resume
+
+        try:
+            resume.parse_trial_ids(self.trial_ids, self.trials)
+        except ValueError as e:
+            raise ConfigError("trial_ids", str(e)) from None
 
     def defining(self) -> dict:
         """The experiment-defining values, as saved in ``config.json``."""

@@ -30,7 +30,7 @@ import dataclasses
 import os
 import time
 
-from lth_keras import arms, pruning, results, schedule
+from lth_keras import arms, pruning, results, resume, schedule
 from lth_keras.config import ConfigError, ExperimentConfig, load_dataset
 
 __all__ = ["ExperimentConfig", "ConfigError", "train_and_evaluate", "load_dataset"]
@@ -109,6 +109,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
             raise RuntimeError("The chief refused the experiment (config mismatch); see its log.")
         results.atomic_write_json(os.path.join(exp_dir.root, "flags.json"), config.to_dict())
         if sync.is_chief:
+            resume.prepare_experiment(exp_dir)
             replicas = strategy.num_replicas_in_sync
             log(f"Experiment {exp_dir.root}: {config.model} on {data.name} ({data.source}), "
                 f"{config.trials} trial(s) x {config.rounds} round(s), arms: ticket"
@@ -118,8 +119,10 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
                    if replicas > 1 or config.strategy not in ("auto", "default") else "")
                 + (f"; {policy}" if policy else ""))
         with distribute.dtype_policy(policy), distribute.peer_failures_as_errors(strategy, config.worker_timeout):
-            for trial in range(config.trials):
-                _Trial(run_config, data, exp_dir, trial, log, strategy=strategy, sync=sync).run()
+            for trial in resume.parse_trial_ids(config.trial_ids, config.trials):
+                with resume.trial_session(exp_dir, trial, config, sync=sync, log=log,
+                                          depends_on=arms.dependencies(config)):
+                    _Trial(run_config, data, exp_dir, trial, log, strategy=strategy, sync=sync).run()
         path = exp_dir.write_summary_csv()
     if sync.is_chief:
         log(f"Done. Summary: {path}")

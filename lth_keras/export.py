@@ -114,6 +114,9 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
         round_dir = exp_dir.round_dir(trial, arm, round_)
     except (TypeError, ValueError) as e:
         raise ExportError(f"--trial/--round/--arm: {e}") from None
+    status, damage = exp_dir.round_status(trial, arm, round_)
+    if status == "corrupt":
+        raise ExportError(f"{damage}; rerun the experiment's command to retrain the round")
     if not exp_dir.is_round_done(trial, arm, round_):
         done = _finished_rounds(exp_dir, trial, arm)
         have = f"finished {arm} rounds of trial {trial}: {done}" if done else f"no finished {arm} round in trial {trial}"
@@ -127,10 +130,10 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
     spec = datasets.DATASETS[config.dataset]
     model = models.build(config.model, spec.input_shape, spec.num_classes, dropout=config.dropout)
     masks = exp_dir.read_mask(trial, arm, round_)
+    trained = exp_dir.read_trained_weights(trial, arm, round_)
     try:
         layers.set_masks(model, masks)
-        with np.load(trained_path) as f:
-            snapshots.WeightSnapshot.from_arrays(dict(f)).restore(model)
+        snapshots.WeightSnapshot.from_arrays(trained).restore(model)
     except ValueError as e:
         raise ExportError(f"{round_dir} does not fit the {config.model} model of config.json: {e}") from None
     return model, config
@@ -373,7 +376,7 @@ def main(argv):
             FLAGS.results, FLAGS.trial, FLAGS.round, FLAGS.format, FLAGS.out,
             arm=FLAGS.arm, check_examples=FLAGS.check_examples, atol=FLAGS.atol, rtol=FLAGS.rtol,
         )
-    except ExportError as e:
+    except (ExportError, results.ResultsError) as e:
         sys.exit(f"error: {e}")
 
 

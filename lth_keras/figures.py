@@ -60,7 +60,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags
 
-from lth_keras import plotting
+from lth_keras import plotting, results
 
 METRIC_FIGURES = plotting.PAPER_METRICS
 PANEL_NAME = "early_stop_panel"
@@ -318,6 +318,9 @@ def run(argv=None) -> None:
     if not FLAGS.out:
         raise FiguresError("--out: required")
     roots = expand_results(paths)
+    for root in roots:
+        if plotting.load_summary(root).empty:
+            raise FiguresError(f"--results: {root} has no finished round yet")
     written, missing = make_figures(
         roots, FLAGS.out, labels=FLAGS.labels or None, arms=FLAGS.arms or None,
         pms=_floats(FLAGS.pms, "--pms"), reinit_pms=_floats(FLAGS.reinit_pms, "--reinit_pms"),
@@ -329,7 +332,7 @@ def run(argv=None) -> None:
 def main(argv):
     try:
         run(argv)
-    except (FiguresError, FileNotFoundError) as e:
+    except (FiguresError, FileNotFoundError, results.ResultsError) as e:
         sys.exit(f"error: {e}")
 
 

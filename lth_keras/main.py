@@ -29,11 +29,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from lth_keras import datasets, results
+    from lth_keras import datasets, locks, results
 
     try:
         experiment.train_and_evaluate(cli.config_from_flags())
-    except (experiment.ConfigError, results.ConfigMismatchError) as e:
+    except (experiment.ConfigError, results.ConfigMismatchError, results.ResultsError, locks.LockError) as e:
         sys.exit(f"error: {e}")
     except datasets.DataUnavailableError as e:
         # The error lists every source tried, one per line; a user wants one line.

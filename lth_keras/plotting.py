@@ -186,6 +186,7 @@ def load_curve(root: str, trial: int, arm: str, round_: int) -> pd.DataFrame | N
     path = curve_path(root, trial, arm, round_)
     if not os.path.exists(path):
         return None
+    results.read_curve_file(path)  # a damaged file: one-line CorruptResultError naming it
     df = pd.read_csv(path)
     for col in df.columns:
         df[col] = pd.to_numeric(df[col], errors="coerce")

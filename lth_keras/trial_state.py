@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from lth_keras import layers, models, pruning, results
+from lth_keras import layers, models, pruning, resume, results
 from lth_keras.snapshots import WeightSnapshot, default_output_layer
 
 __all__ = ["TrialState", "save_checkpoint", "load_checkpoint"]
@@ -50,6 +50,12 @@ class TrialState:
         self.input_shape, self.num_classes = input_shape or model.input_shape[1:], num_classes
         self.strategy, self.chief = strategy, chief
         self.theta0 = WeightSnapshot.take(model)
+        if chief:
+            # One draw of θ0 for the trial's whole life, whatever the TF/Keras
+            # version of a later process (saved under trial_<t>/init/).
+            self.theta0 = resume.saved_snapshot(
+                exp_dir, trial, "theta0", self.theta0,
+                fallback=os.path.join(exp_dir.round_dir(trial, "ticket", 0), "reset_weights.npz"))
         self.kinds = {mw.name: mw.kind for mw in layers.masked_weights(model)}
         self.output = default_output_layer(model)
         exclude = config.global_exclude if config.pruning == "global" else None
@@ -93,15 +99,19 @@ class TrialState:
         """The model's current weights."""
         return WeightSnapshot.take(self.model)
 
-    def fresh_weights(self, seed: int) -> WeightSnapshot:
-        """A new random initialisation of the trial's model."""
+    def fresh_weights(self, seed: int, name: str | None = None) -> WeightSnapshot:
+        """A new random initialisation of the trial's model; with `name`,
+        drawn once and saved as ``trial_<t>/init/<name>.npz``, then read back."""
         import contextlib
 
         scope = self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
         with scope:
             fresh = models.build(self.config.model, self.input_shape, self.num_classes,
                                  dropout=self.config.dropout, seed=seed)
-        return WeightSnapshot.take(fresh)
+        snapshot = WeightSnapshot.take(fresh)
+        if name is None or not self.chief:
+            return snapshot
+        return resume.saved_snapshot(self.exp_dir, self.trial, name, snapshot)
 
     def prune(self, weights, masks) -> dict[str, np.ndarray]:
         """One round of the experiment's pruning (rates, scope, output layer,

@@ -84,7 +84,10 @@ def test_layout(run):
     exp_dir, _ = run
     arms = {"ticket": range(ROUNDS), "reinit": range(1, ROUNDS), "random_mask": range(1, ROUNDS)}
     assert exp_dir.root.endswith(os.path.join("", "lenet_synth"))
-    assert sorted(os.listdir(os.path.join(exp_dir.root, "trial_0"))) == sorted(arms)
+    # init/ holds θ0 and the reinit draws, saved once per trial.
+    assert sorted(os.listdir(os.path.join(exp_dir.root, "trial_0"))) == sorted(list(arms) + ["init"])
+    assert sorted(os.listdir(os.path.join(exp_dir.root, "trial_0", "init"))) == [
+        "reinit_round_1.npz", "reinit_round_2.npz", "theta0.npz"]
     for arm, rounds in arms.items():
         names = sorted(os.listdir(os.path.join(exp_dir.root, "trial_0", arm)))
         assert names == [f"round_{r}" for r in rounds]

@@ -1,6 +1,7 @@
 """lth_keras.export: every format loads without lth_keras and reproduces the
 masked model; the sparse TFLite file of a P_m <= 20% ticket is smaller."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -187,6 +188,10 @@ def test_clear_errors(results_dir, tmp_path):
     shutil.copytree(src, dst)
     try:
         os.remove(os.path.join(dst, "trained_weights.npz"))
+        with open(os.path.join(dst, "summary.json")) as f:
+            summary = json.load(f)
+        with open(os.path.join(dst, "summary.json"), "w") as f:
+            json.dump(dict(summary, arm="reinit"), f)  # else it is a ticket summary in the wrong place
         assert "only ticket rounds" in error(results_dir, 0, 1, "keras", out, arm="reinit")
     finally:
         shutil.rmtree(os.path.dirname(dst))

@@ -361,6 +361,7 @@ def run(
     for t in sorted({t for t, _ in jobs}):
         if not os.path.exists(os.path.join(exp_dir.round_dir(t, "ticket", 0), "reset_weights.npz")):
             raise BaselineError(f"--results: trial {t} has no ticket round 0 (its θ0 is the baseline's start).")
+        results.check_npz(os.path.join(exp_dir.round_dir(t, "ticket", 0), "reset_weights.npz"))
     try:
         data = lth_config.load_dataset(config)
         spec = arch.architecture(config, data.input_shape, data.num_classes)
@@ -447,7 +448,7 @@ def main(argv):
             overwrite=FLAGS.overwrite, training_length=FLAGS.training_length, pruning_begin=FLAGS.pruning_begin,
             pruning_end=FLAGS.pruning_end, pruning_frequency=FLAGS.pruning_frequency,
         )
-    except (BaselineError, VenvError) as e:
+    except (BaselineError, VenvError, results.ResultsError) as e:
         sys.exit(f"error: {e}")
     except subprocess.CalledProcessError as e:
         sys.exit(f"error: --setup_venv: {e}")
