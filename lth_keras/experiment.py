@@ -84,7 +84,7 @@ class ExperimentConfig:
     optimizer: typing.Optional[str] = _field(None, "adam, adamw or sgd.")
     learning_rate: typing.Optional[float] = _field(None, "Learning rate (after warmup).")
     momentum: typing.Optional[float] = _field(None, "SGD momentum.")
-    weight_decay: typing.Optional[float] = _field(None, "Decoupled weight decay.")
+    weight_decay: typing.Optional[float] = _field(None, "Weight decay: for sgd and adam coupled L2 (weight_decay * w added to the gradient before momentum, as the paper and OpenLTH); for adamw decoupled (Keras AdamW).")
     lr_boundaries: typing.Optional[tuple] = _field(None, "Iterations at which the learning rate is divided by 10.")
     warmup_iterations: typing.Optional[int] = _field(None, "Linear learning-rate warmup iterations.")
     augment: typing.Optional[bool] = _field(None, "Random flip + 4-pixel pad/crop (CIFAR nets).")
@@ -463,13 +463,15 @@ class _Trial:
             # Masks and reset weights: the chief's, on every replica of every worker.
             sync.variables(self.model.variables)
             mask = layers.get_masks(self.model)
-        self.trainer.reset_round()
+        # A rewound round continues from the rewind iteration k (schedule, data order), T - k steps.
+        first = self.config.rewind_iteration if round_ > 0 else 0
+        self.trainer.reset_round(iteration=first)
         reset_weights = callbacks.WeightSnapshot.take(self.model)
         pm, pm_per_layer = pruning.percent_remaining(mask)
 
         checkpoint_dir = exp_dir.checkpoint_path(trial, arm, round_)
         state_path = os.path.join(checkpoint_dir, "state.npz")
-        curve, start_iteration, elapsed = [], 0, 0.0
+        curve, start_iteration, elapsed = [], first, 0.0
         if sync.value(bool(os.path.exists(state_path))):
             if chief:
                 with np.load(state_path) as f:
@@ -500,6 +502,7 @@ class _Trial:
         writer = self._tensorboard_writer(arm, round_)
         began = time.perf_counter()
         total = self.config.iterations
+        last_checkpoint = [start_iteration]
 
         def on_eval(row):
             seconds = elapsed + time.perf_counter() - began
@@ -516,7 +519,9 @@ class _Trial:
                     for key in results.CURVE_COLUMNS[1:]:
                         tf.summary.scalar(key, row[key])
             every = self.config.checkpoint_every
-            if every and row["iteration"] % every == 0 and row["iteration"] < total:
+            # At the first evaluation at or after each multiple of `every`, so none is skipped.
+            if every and row["iteration"] // every > last_checkpoint[0] // every and row["iteration"] < total:
+                last_checkpoint[0] = row["iteration"]
                 arrays = self.trainer.state_arrays()
                 arrays["meta"] = np.array(json.dumps(
                     {"curve": curve, "iteration": row["iteration"], "elapsed": seconds}
@@ -525,7 +530,7 @@ class _Trial:
 
         for row in curve:
             row.pop("seconds", None)
-        self.trainer.train_round(start_iteration=start_iteration, curve=curve, on_eval=on_eval, stops=stops)
+        self.trainer.train_round(start_iteration=start_iteration, round_start=first, curve=curve, on_eval=on_eval, stops=stops)
         wall = elapsed + time.perf_counter() - began
         if writer is not None:
             writer.close()
