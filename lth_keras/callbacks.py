@@ -165,15 +165,28 @@ def reset_optimizer_state(optimizer) -> None:
             f"get_config() failed ({e}). Register its custom objects with "
             "keras.saving.register_keras_serializable, or pass reset_optimizer=False."
         ) from e
-    if len(fresh.variables) != len(optimizer.variables):
+    # Variables held as attributes (iteration count, Nadam's u_product) are
+    # matched by attribute name: a wrapped optimizer may not list them all
+    # in `variables`. Slots are matched by position.
+    attributes = {
+        name: value for name, value in vars(fresh).items() if isinstance(value, keras.Variable)
+    }
+    attribute_ids = {id(v) for v in attributes.values()}
+    own_attribute_ids = {id(v) for v in vars(optimizer).values() if isinstance(v, keras.Variable)}
+    slots = [v for v in optimizer.variables if id(v) not in own_attribute_ids]
+    fresh_slots = [v for v in fresh.variables if id(v) not in attribute_ids]
+    if len(fresh_slots) != len(slots):
         raise ValueError(
             f"Cannot reset {type(optimizer).__name__}: a fresh copy has "
-            f"{len(fresh.variables)} variables, the optimizer {len(optimizer.variables)}."
+            f"{len(fresh_slots)} slot variables, the optimizer {len(slots)}."
         )
-    keep = {id(optimizer._learning_rate)}
-    for variable, initial in zip(optimizer.variables, fresh.variables):
-        if id(variable) not in keep:
-            variable.assign(keras.ops.convert_to_numpy(initial).astype(variable.dtype))
+    pairs = list(zip(slots, fresh_slots))
+    for name, initial in attributes.items():
+        variable = getattr(optimizer, name, None)
+        if isinstance(variable, keras.Variable) and variable is not optimizer._learning_rate:
+            pairs.append((variable, initial))
+    for variable, initial in pairs:
+        variable.assign(keras.ops.convert_to_numpy(initial).astype(variable.dtype))
 
 
 def default_output_layer(model) -> str | None:

@@ -7,6 +7,7 @@ placed before the IMP callback) or computed from the paper's formula.
 """
 
 import json
+import re
 import types
 
 import keras
@@ -122,12 +123,15 @@ def test_optimizer_state_reset_every_round(lenet_run):
     # Adam moments were zeroed by the last reset: a pruned weight's moments
     # stay exactly zero through the last round.
     opt = run.model.optimizer
+    checked = []
     for n in LENET:
         layer = run.model.get_layer(n)
         pruned = layer.mask.numpy() == 0
         for slot in opt.variables:
             if slot.path.endswith(f"{n}_kernel_momentum") or slot.path.endswith(f"{n}_kernel_velocity"):
                 assert np.all(slot.numpy()[pruned] == 0), slot.path
+                checked.append(slot.path)
+    assert len(checked) == 2 * len(LENET), [v.path for v in opt.variables]  # m and v of every kernel
 
 
 def test_to_csv_and_to_json(lenet_run, tmp_path):
@@ -488,3 +492,71 @@ def test_weight_snapshot_restore_and_reset_optimizer_state():
     assert int(opt.iterations.numpy()) == 0
     assert all(np.all(v.numpy() == 0) for v in opt.variables if "momentum" in v.path)
     assert float(opt.learning_rate.numpy()) == pytest.approx(lr)
+
+
+# ============================================================== optimizer reset = a fresh optimizer
+
+BUILTIN_OPTIMIZERS = {
+    "Adadelta": dict(rho=0.9),
+    "Adafactor": dict(),
+    "Adagrad": dict(initial_accumulator_value=0.3),
+    "Adam": dict(),
+    "AdamW": dict(weight_decay=0.01),
+    "Adamax": dict(),
+    "Ftrl": dict(initial_accumulator_value=0.2),
+    "Lamb": dict(),
+    "Lion": dict(),
+    "Muon": dict(),
+    "Nadam": dict(),
+    "RMSprop": dict(momentum=0.9, centered=True),
+    "SGD": dict(momentum=0.9),
+    "ScheduleFreeAdamW": dict(),
+    "Adam_ema": dict(use_ema=True),
+}
+
+
+def test_every_builtin_optimizer_is_covered():
+    names = {n for n in dir(keras.optimizers) if isinstance(getattr(keras.optimizers, n), type)
+             and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)}
+    wrappers = {"Optimizer", "LossScaleOptimizer", "MultiOptimizer"}  # wrap others / abstract
+    assert names - wrappers <= {n.split("_")[0] for n in BUILTIN_OPTIMIZERS}, names
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_OPTIMIZERS))
+def test_reset_optimizer_state_equals_a_freshly_built_optimizer(name):
+    cls = getattr(keras.optimizers, name.split("_")[0])
+    kwargs = dict(learning_rate=0.01, **BUILTIN_OPTIMIZERS[name])
+    model = L.lenet(input_dim=6, hidden=(5,), classes=3)
+    variables = model.trainable_variables
+    opt = cls(**kwargs)
+    opt.build(variables)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        opt.apply([keras.ops.convert_to_tensor(rng.normal(size=v.shape).astype("float32")) for v in variables], variables)
+    lth_callbacks.reset_optimizer_state(opt)
+    fresh = cls(**kwargs)  # built on the same model, with the reset weights
+    fresh.build(variables)
+    assert len(opt.variables) == len(fresh.variables)
+    checked = 0
+    for a, b in zip(opt.variables, fresh.variables):
+        assert re.sub(r"_\d+$", "", a.path.split("/")[-1]) == re.sub(r"_\d+$", "", b.path.split("/")[-1])
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
+        checked += 1
+    assert checked > 2  # iteration, learning rate and at least one slot per optimizer
+    assert int(keras.ops.convert_to_numpy(opt.iterations)) == 0
+
+
+def test_reset_keeps_a_changed_learning_rate_and_the_loss_scale():
+    model = L.lenet(input_dim=6, hidden=(5,), classes=3)
+    variables = model.trainable_variables
+    opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.Nadam(0.01), initial_scale=64.0)
+    opt.build(variables)
+    opt.apply([keras.ops.ones(v.shape) for v in variables], variables)
+    opt.inner_optimizer.learning_rate.assign(0.003)  # e.g. ReduceLROnPlateau
+    scale = float(keras.ops.convert_to_numpy(opt.dynamic_scale))
+    lth_callbacks.reset_optimizer_state(opt)
+    assert float(keras.ops.convert_to_numpy(opt.inner_optimizer.learning_rate)) == pytest.approx(0.003)
+    assert float(keras.ops.convert_to_numpy(opt.dynamic_scale)) == scale
+    # Wrapped, Nadam's u_product is not listed in `variables`; it is reset all the same.
+    assert float(keras.ops.convert_to_numpy(opt.inner_optimizer._u_product)) == 1.0
+    assert int(keras.ops.convert_to_numpy(opt.iterations)) == 0
