@@ -91,7 +91,8 @@ class EpochRecorder(keras.callbacks.Callback):
         self.at_train_begin = None
 
     def on_train_begin(self, logs=None):
-        self.at_train_begin = (kernels(self.model), masks(self.model))
+        if self.model.built:  # an unbuilt model is built in the first step
+            self.at_train_begin = (kernels(self.model), masks(self.model))
 
     def on_epoch_end(self, epoch, logs=None):
         self.kernels.append(kernels(self.model))
