@@ -9,9 +9,14 @@ Importing the package imports the masked layers, which registers them with
 to read a model with masks. (It also means TensorFlow loads with it.)
 """
 
-from lth_keras import callbacks, layers, pruning
-from lth_keras.callbacks import IterativeMagnitudePruning
-from lth_keras.layers import MaskedConv2D, MaskedDense, MaskedLayer
+from lth_keras import _startup
+
+_startup.prepare()  # a binary's TensorFlow log level, set before TensorFlow loads
+
+if not _startup.tensorflow_free():  # python -m lth_keras.figures reads CSVs: no TensorFlow
+    from lth_keras import callbacks, layers, pruning
+    from lth_keras.callbacks import IterativeMagnitudePruning
+    from lth_keras.layers import MaskedConv2D, MaskedDense, MaskedLayer
 
 __version__ = "0.1.0"
 

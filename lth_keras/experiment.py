@@ -77,7 +77,7 @@ class ExperimentConfig:
     dataset: typing.Optional[str] = _field(None, "Dataset: mnist, fashion_mnist, cifar10, synthetic (default: the model's).")
     data_dir: typing.Optional[str] = _field(None, "Directory with local IDX files or CIFAR10 binary batches.", defining=False)
     tfds_data_dir: typing.Optional[str] = _field(None, "tensorflow-datasets data dir.", defining=False)
-    validation_size: int = _field(5000, "Examples held out of the training set for validation.")
+    validation_size: typing.Optional[int] = _field(None, "Examples held out of the training set for validation, at least 1: early stopping reads validation accuracy (default: 5000; 200 for synthetic).")
     dropout: float = _field(0.0, "Dropout rate after hidden dense layers (the paper's variant: 0.5).")
     iterations: typing.Optional[int] = _field(None, "Training iterations per round.")
     batch_size: typing.Optional[int] = _field(None, "Global batch size.")
@@ -147,15 +147,20 @@ class ExperimentConfig:
             filled[f.name] = value
         if filled["experiment"] is None:
             filled["experiment"] = self.model
+        if filled["validation_size"] is None:
+            filled["validation_size"] = datasets.default_validation_size(filled["dataset"])
         for key in ("lr_boundaries", "global_exclude", "controls", "synthetic_sizes"):
             if filled[key] is not None:
                 filled[key] = tuple(filled[key])
         try:
             filled["lr_boundaries"] = tuple(int(b) for b in filled["lr_boundaries"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError("lr_boundaries", f"must be integers ({e}).") from None
+        try:
             if filled["synthetic_sizes"] is not None:
                 filled["synthetic_sizes"] = tuple(int(s) for s in filled["synthetic_sizes"])
         except (TypeError, ValueError) as e:
-            raise ConfigError("lr_boundaries", f"must be integers ({e}).") from None
+            raise ConfigError("synthetic_sizes", f"must be two integers n_train,n_test ({e}).") from None
         config = dataclasses.replace(self, **filled)
         config._validate()
         return config
@@ -187,8 +192,10 @@ class ExperimentConfig:
         unknown = [c for c in self.controls if c not in CONTROLS]
         if unknown:
             raise ConfigError("controls", f"unknown control(s) {unknown}; known: {', '.join(CONTROLS)}.")
-        if self.validation_size < 0:
-            raise ConfigError("validation_size", f"must be >= 0, got {self.validation_size}.")
+        if self.validation_size < 1:
+            raise ConfigError("validation_size", f"must be >= 1: early stopping needs a validation set, got {self.validation_size}.")
+        if self.synthetic_sizes is not None and (len(self.synthetic_sizes) != 2 or min(self.synthetic_sizes) < 1):
+            raise ConfigError("synthetic_sizes", f"must be two positive integers n_train,n_test, got {','.join(map(str, self.synthetic_sizes))}.")
         if not self.experiment or os.sep in self.experiment or self.experiment in (".", ".."):
             raise ConfigError("experiment", f"must be a plain directory name, got {self.experiment!r}.")
         from lth_keras import distribute

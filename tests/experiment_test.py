@@ -340,3 +340,28 @@ def test_checkpoints_follow_evaluations_that_are_not_multiples(tmp_path):
         meta = json.loads(str(f["meta"]))
     assert meta["iteration"] == 120
     assert [r["iteration"] for r in meta["curve"]] == [30, 60, 90, 120]
+
+
+def test_synthetic_data_works_with_every_other_flag_at_its_default():
+    config = experiment.ExperimentConfig(dataset="synthetic").resolve()
+    assert config.validation_size == datasets.default_validation_size("synthetic") == 200
+    data = experiment._load_data(config)
+    assert len(data.x_val) == 200 and len(data.x_train) == 1000 >= config.batch_size
+    # Real datasets keep the paper's 5000.
+    assert experiment.ExperimentConfig(dataset="mnist").resolve().validation_size == 5000
+
+
+@pytest.mark.parametrize(
+    "kwargs,flag",
+    [
+        (dict(validation_size=0), "validation_size"),
+        (dict(synthetic_sizes=("a", "b")), "synthetic_sizes"),
+        (dict(synthetic_sizes=(100,)), "synthetic_sizes"),
+        (dict(synthetic_sizes=(100, 0)), "synthetic_sizes"),
+    ],
+)
+def test_bad_validation_and_synthetic_sizes_name_their_flag(kwargs, flag):
+    with pytest.raises(experiment.ConfigError) as info:
+        experiment.ExperimentConfig(dataset="synthetic", **kwargs).resolve()
+    assert info.value.flag == flag
+    assert str(info.value).startswith(f"--{flag}: ") and "\n" not in str(info.value)
