@@ -245,10 +245,7 @@ def test_more_trials_use_other_seeds(tmp_path):
     assert sorted(df["trial"]) == [0, 1]
 
 
-def test_rewinding_resets_to_the_weights_at_the_rewind_iteration(tmp_path):
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
+def test_rewinding_resets_to_the_weights_at_the_rewind_iteration(tmp_path, deterministic_ops):
     k = 40
     config = _config(rounds=2, controls=("random_mask",), rewind_iteration=k, iterations=100, deterministic=True)
     exp_dir = experiment.train_and_evaluate(config, str(tmp_path))
