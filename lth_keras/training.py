@@ -242,7 +242,13 @@ class Trainer:
         # weight) into about one pass per variable. Across replicas the
         # update all-reduces, which stays outside XLA.
         self._fused_update = None
-        if xla_update and replicas == 1:
+        # Only without cross-replica reduction: a MirroredStrategy of one
+        # replica (one GPU) still all-reduces inside optimizer.apply, which a
+        # nested compiled function cannot do.
+        single = isinstance(self.strategy, tf.distribute.OneDeviceStrategy) or (
+            type(self.strategy).__name__ == "_DefaultDistributionStrategy"
+        )
+        if xla_update and replicas == 1 and single:
             self._fused_update = tf.function(self._update, jit_compile=True)
         self._train_chunk = tf.function(self._train_chunk_fn, reduce_retracing=True)
         self._eval_split = tf.function(self._eval_split_fn, reduce_retracing=True)

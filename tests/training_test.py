@@ -508,3 +508,18 @@ def test_weight_decay_help_says_coupled_for_sgd_and_decoupled_for_adamw():
     main.define_flags(flag_values=flag_values)
     text = " ".join(flag_values["weight_decay"].help.lower().split())
     assert "sgd and adam coupled l2" in text and "adamw decoupled" in text
+
+
+def test_mirrored_strategy_with_one_replica_trains():
+    # --strategy=mirrored on a machine with one GPU (or none): one replica,
+    # whose optimizer update still all-reduces.
+    data = _synthetic()
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    assert strategy.num_replicas_in_sync == 1
+    with strategy.scope():
+        model = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+    trainer = training.Trainer(model, data, _hp(iterations=20, eval_every=10), seed=0, strategy=strategy)
+    before = _kernels(model)
+    curve = trainer.train_round()
+    assert [r["iteration"] for r in curve] == [10, 20]
+    assert all(np.any(_kernels(model)[n] != before[n]) for n in before)
