@@ -58,7 +58,8 @@ def write_data(directory, quick=False):
 
 def _summaries(run_dir):
     rows = []
-    for path in sorted(glob.glob(os.path.join(run_dir, "trial_*", "*", "round_*", "summary.json"))):
+    paths = glob.glob(os.path.join(run_dir, "trial_*", "ticket", "round_*", "summary.json"))
+    for path in sorted(paths, key=lambda p: int(p.rsplit("round_", 1)[1].split(os.sep)[0])):
         with open(path) as f:
             rows.append(json.load(f))
     return rows
@@ -79,7 +80,7 @@ def _benchmark_notes(log):
 def table(directory):
     with open(os.path.join(directory, "checks.tsv")) as f:
         checks = list(csv.reader(f, delimiter="\t"))
-    header = ("check", "status", "wall s", "rounds", "iterations", "ms/iteration", "final test acc", "notes")
+    header = ("check", "status", "wall s", "rounds", "iterations", "ms/iteration (round 0)", "final test acc", "notes")
     rows = []
     failed = 0
     for name, status, wall, run_dir in checks:
@@ -95,8 +96,9 @@ def table(directory):
                 rounds = str(len(summaries))
                 its = [s.get("iterations") for s in summaries]
                 iterations = str(its[0]) if len(set(its)) == 1 else ",".join(map(str, its))
-                walls = [s["wall_time_s"] / s["iterations"] * 1000 for s in summaries if s.get("iterations")]
-                per_it = f"{max(walls):.3f}" if walls else ""
+                # Round 0 trains 0..T; a rewound round only k..T.
+                first = summaries[0]
+                per_it = f"{first['wall_time_s'] / first['iterations'] * 1000:.3f}" if first.get("iterations") else ""
                 acc = f"{summaries[-1].get('final_test_accuracy', float('nan')):.3f}"
             first = next((l for l in log.splitlines() if l.startswith("Experiment ")), "")
             notes = first.split(";", 1)[1].strip() if ";" in first else ""

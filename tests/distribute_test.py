@@ -442,3 +442,17 @@ def test_gpu_check_quick_runs_every_check_on_cpu(tmp_path):
     with open(curve) as f:
         assert [int(line.split(",")[0]) for line in f.read().splitlines()[1:]] == [20]  # rewound: 10 -> 20
     assert "MirroredStrategy" in by_name["lenet_mirrored"][7]
+
+
+def test_benchmark_docstring_shows_output_a_run_printed():
+    # Example output in the script's docstring must be copied from a recorded
+    # run (bench/README.md), not written by hand.
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "bench", "bench_training.py")) as f:
+        doc = f.read().split('"""', 2)[1]
+    with open(os.path.join(repo, "bench", "README.md")) as f:
+        readme = f.read()
+    shown = [line.strip() for line in doc.splitlines() if line.strip().startswith(("ratio ", "step "))]
+    assert shown, "the docstring shows no output lines"
+    for line in shown:
+        assert line in readme, line

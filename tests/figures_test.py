@@ -255,3 +255,19 @@ def test_figures_help_does_not_import_tensorflow():
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert "lth_keras.plotting" in imported  # the check sees our modules
     assert not [m for m in imported if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch")]
+
+
+@pytest.mark.parametrize("name", ["lenet_fashion_mnist", "conv2_fashion_mnist"])
+def test_committed_reproductions_avoid_the_paths_issue_12_changed(name):
+    # figures/README.md says these runs stay valid because they use none of
+    # rewinding, weight decay, SGD or a non-Adam optimizer reset.
+    with open(os.path.join(REPO, "figures", name, "config.json")) as f:
+        config = json.load(f)
+    assert config["optimizer"] == "adam"
+    assert config["rewind_iteration"] == 0
+    assert config["weight_decay"] == 0.0
+    assert config["lr_boundaries"] == [] and config["warmup_iterations"] == 0
+    with open(os.path.join(REPO, "figures", f"{name}.flags")) as f:
+        flags_text = f.read()
+    for flag in ("--rewind_iteration", "--weight_decay", "--optimizer", "--strategy", "--checkpoint_every"):
+        assert flag not in flags_text
