@@ -94,7 +94,7 @@ class ExperimentConfig:
     prune_rate_conv: typing.Optional[float] = _field(None, "Fraction of alive conv weights pruned per round (the global rate for global pruning).")
     prune_rate_output: typing.Optional[float] = _field(None, "Fraction of alive output-layer weights pruned per round.")
     global_exclude: typing.Optional[tuple] = _field(None, "Layer-name patterns never pruned by global pruning.")
-    rewind_iteration: int = _field(0, "Reset to the weights at this iteration instead of θ0 (late resetting).")
+    rewind_iteration: int = _field(0, "Reset to the weights at this iteration k instead of θ0 (late resetting); rounds after the first then train iterations k+1..T, with the schedule and data order continuing from k.")
     one_shot: bool = _field(False, "Prune each round's sparsity directly from the dense-trained weights.")
     seed: int = _field(0, "Base seed; trial t uses seed + 1000 * t.")
     rounds: int = _field(3, "Rounds per trial, including the dense round 0.", defining=False)
