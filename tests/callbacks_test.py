@@ -613,7 +613,7 @@ def test_unknown_data_length_needs_num_rounds():
     counter = L.BatchCounter()
     imp = lth_keras.IterativeMagnitudePruning(0.2, round_steps=5, verbose=0)
     with pytest.raises(ValueError, match="num_rounds"):
-        model.fit(_unknown_length_dataset(), epochs=1, verbose=0, callbacks=[imp, counter])
+        model.fit(_unknown_length_dataset(), epochs=1, verbose=0, shuffle=False, callbacks=[imp, counter])
     assert counter.batches == 0
 
 
@@ -622,7 +622,7 @@ def test_unknown_data_length_never_prunes_after_the_last_round():
     model = L.compile_model(L.lenet(input_dim=20, hidden=(16, 12), classes=4))
     counter = L.BatchCounter()
     imp = lth_keras.IterativeMagnitudePruning(0.2, round_steps=4, num_rounds=2, verbose=0)
-    model.fit(_unknown_length_dataset(), epochs=1, verbose=0, callbacks=[imp, counter])  # 10 batches
+    model.fit(_unknown_length_dataset(), epochs=1, verbose=0, shuffle=False, callbacks=[imp, counter])  # 10 batches
     assert [r["steps"] for r in imp.rounds] == [4, 4]
     assert counter.batches == 8  # the fit stops after the last round
     # The model holds the last round's mask and its trained weights.
