@@ -511,7 +511,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         # step; build it from the data's shapes first, so that θ0 is read
         # before any step.
         original = getattr(self.model, "train_function", None)
-        if original is None:
+        if original is None or keras.backend.backend() != "tensorflow":
             raise ValueError(
                 "IterativeMagnitudePruning needs a built model: call it on a batch (or "
                 "start it with keras.Input) before fit."
