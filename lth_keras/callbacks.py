@@ -268,7 +268,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     first step, so θ0 is still the initial weights.
 
     Steps are counted with the optimizer's iteration count, so they are
-    exact with any `steps_per_execution`.
+    exact with any `steps_per_execution`. (Under ``mixed_float16`` a step
+    that a LossScaleOptimizer skips for overflow updates nothing and is not
+    counted.)
 
     Round lengths when rewinding (``rewind_step=k``): as in Frankle et al.
     2019 and OpenLTH, a rewound round continues from iteration k. The
