@@ -6,7 +6,8 @@ callback that finds winning tickets inside `model.fit`.
 
 Importing the package imports the masked layers, which registers them with
 `keras.saving`: ``import lth_keras`` is all `keras.models.load_model` needs
-to read a model with masks. (It also means TensorFlow loads with it.)
+to read a model with masks. (It also means TensorFlow loads with it, except
+in ``python -m lth_keras.figures``, which only reads CSV files.)
 """
 
 from lth_keras import _startup
