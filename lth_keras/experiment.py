@@ -103,7 +103,7 @@ class ExperimentConfig:
     output_dir: str = _field("runs", "Where experiments are written.", defining=False)
     experiment: typing.Optional[str] = _field(None, "Experiment name (default: the model name).", defining=False)
     overwrite: bool = _field(False, "Replace an existing experiment whose defining flags differ.", defining=False)
-    checkpoint_every: int = _field(1000, "Checkpoint a round every this many iterations (0: never).", defining=False)
+    checkpoint_every: int = _field(1000, "Checkpoint a round every this many iterations (0: never), at the first evaluation at or after each multiple.", defining=False)
     deterministic: bool = _field(False, "Enable TensorFlow's deterministic ops (bitwise-reproducible resumes).", defining=False)
     tensorboard: bool = _field(True, "Write TensorBoard scalars per round.", defining=False)
     synthetic_sizes: typing.Optional[tuple] = _field(None, "For --dataset=synthetic: n_train,n_test.")
@@ -486,6 +486,8 @@ class _Trial:
                 meta = json.loads(str(arrays.pop("meta")))
                 self.trainer.load_state_arrays(arrays)
                 curve, start_iteration, elapsed = meta["curve"], meta["iteration"], meta["elapsed"]
+                if start_iteration <= first:  # written when rewound rounds still restarted at 0
+                    raise ConfigError("rewind_iteration", f"{state_path} is from a round that started at 0, not at {first}; delete {checkpoint_dir} to retrain the round.")
             if sync.active:
                 sync.variables(list(self.trainer.model.variables) + list(self.trainer.optimizer.variables))
                 start_iteration = sync.value(int(start_iteration))

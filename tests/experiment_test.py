@@ -362,3 +362,21 @@ def test_bad_validation_and_synthetic_sizes_name_their_flag(kwargs, flag):
         experiment.ExperimentConfig(dataset="synthetic", **kwargs).resolve()
     assert info.value.flag == flag
     assert str(info.value).startswith(f"--{flag}: ") and "\n" not in str(info.value)
+
+
+def test_a_rewound_round_refuses_a_checkpoint_from_before_its_start(tmp_path):
+    # A checkpoint at iteration 30 of a round that now starts at k = 40 (left
+    # by a version whose rewound rounds restarted at 0) is refused, naming
+    # the flag and what to delete, instead of being trained from the wrong place.
+    config = _config(rounds=2, controls=(), rewind_iteration=40, iterations=100)
+    exp_dir = experiment.train_and_evaluate(dataclasses.replace(config, rounds=1), str(tmp_path))
+    state = os.path.join(_round_dir(exp_dir, "ticket", 1), "checkpoint", "state.npz")
+    os.makedirs(os.path.dirname(state))
+    data = datasets.load("synthetic", seed=0, validation_size=200)
+    model = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+    hp = training.TrainingHparams(iterations=100, batch_size=60, eval_every=50)
+    arrays = training.Trainer(model, data, hp, seed=0).state_arrays()
+    arrays["meta"] = np.array(json.dumps({"curve": [], "iteration": 30, "elapsed": 1.0}))
+    np.savez(state, **arrays)
+    with pytest.raises(experiment.ConfigError, match="rewind_iteration"):
+        experiment.train_and_evaluate(config, str(tmp_path))
