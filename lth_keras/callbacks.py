@@ -63,31 +63,57 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     1. prunes the surviving weights by magnitude (layerwise, or globally),
     2. resets the survivors to the reset point and zeroes the pruned ones,
-    3. resets the optimizer state (moments, momentum, iteration count, so
-       learning-rate schedules restart).
+    3. re-initialises the optimizer state (moments, momentum, accumulators)
+       and sets its iteration count to the reset point's (0 for θ0).
 
-    The reset point is θ0, the weights when training begins, or with
-    `rewind_iteration=k` the weights after k steps of the first round ("late
-    resetting"/rewinding). Masks are never touched by a reset. Batch-norm
-    moving statistics are reset with the weights (they belong to the reset
-    point). Masks that are already sparse when training starts are honoured:
-    their pruned weights are zeroed first and pruning continues from them.
+    The reset point is θ0, the weights before the first optimizer step, or
+    with `rewind_iteration=k` the weights after k steps of the first round
+    ("late resetting"/rewinding). Masks are never touched by a reset.
+    Batch-norm moving statistics are reset with the weights (they belong to
+    the reset point). Masks that are already sparse when training starts are
+    honoured: their pruned weights are zeroed first and pruning continues
+    from them. A model that is not built yet (no `keras.Input`, or a
+    subclassed model) is built from the first batch's shapes before the
+    first step, so θ0 is still the initial weights.
 
-    Run ``model.fit(..., epochs=R * round_epochs)`` for R rounds; the number
-    of rounds is read from the fit's length.
+    Steps are counted with the optimizer's iteration count, so they are
+    exact with any `steps_per_execution`. (Under ``mixed_float16`` a step
+    that a LossScaleOptimizer skips for overflow updates nothing and is not
+    counted.)
+
+    Round lengths when rewinding (``rewind_iteration=k``): as in Frankle et al.
+    2019 and OpenLTH, a rewound round continues from iteration k. The
+    optimizer's iteration count is set to k, so learning-rate warmup and
+    drops continue instead of replaying. With `round_steps=T` the first
+    round runs T steps and every later round the remaining T - k, so R
+    rounds take ``T + (R - 1) * (T - k)`` steps: run ``fit`` for exactly
+    that many. With `round_epochs` every round stays `round_epochs` epochs
+    long (Keras epochs cannot start mid-way), so a rewound round runs k
+    steps past the schedule's T: use `round_steps` for the paper's round
+    lengths. `model.fit` owns the data order, which does not rewind.
+
+    The number of rounds is read from the fit's length; when the length is
+    unknown (a generator without ``steps_per_epoch``) pass `num_rounds`,
+    and training stops after the last round.
 
     Args:
         rates: pruning rate(s). Layerwise: a float (the output layer gets
             half), or a dict by kind (``"dense"``, ``"conv"``,
             ``"output"``) or by layer name. Global: a float.
         round_epochs: epochs per round.
-        round_steps: optimizer steps per round (instead of `round_epochs`).
+        round_steps: optimizer steps per round (instead of `round_epochs`);
+            the first round's when rewinding (see above).
+        num_rounds: the number of rounds, including the dense round 0.
+            Needed only when the fit's length is unknown; when it is known
+            the two must agree.
         scope: ``"layerwise"`` (LeNet, Conv-2/4/6) or ``"global"``
             (VGG-19, ResNet-18).
         include: masked layer names/patterns to prune (default: all).
         exclude: masked layer names/patterns never pruned.
         output_layer: which layer gets the output rate; ``"auto"`` is the
-            last masked layer when it is dense.
+            last masked layer when it is dense, in call order (a Sequential
+            or functional model). A subclassed model lists its layers in
+            attribute order, not call order, so it must name it (or None).
         rewind_iteration: reset to the weights at this step of round 1
             (0 = θ0); the paper's "rewind iteration".
         rewind_step: deprecated name of `rewind_iteration`.
@@ -103,9 +129,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     Example:
 
     ```python
+    # 3 rounds of 500 steps, rewound to step 100: 500 + 2 * 400 steps.
     imp = IterativeMagnitudePruning(rates={"dense": 0.2}, round_steps=500,
                                     rewind_iteration=100)
-    model.fit(dataset.repeat(), steps_per_epoch=500, epochs=10,
+    model.fit(dataset.repeat(), steps_per_epoch=100, epochs=13,
               callbacks=[imp])
     ```
     """
@@ -116,6 +143,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         *,
         round_epochs: int | None = None,
         round_steps: int | None = None,
+        num_rounds: int | None = None,
         scope: str = "layerwise",
         include=None,
         exclude=None,
@@ -136,16 +164,20 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             rewind_iteration, self._rewind_arg = rewind_step, "rewind_step"
         if (round_epochs is None) == (round_steps is None):
             raise ValueError("Give exactly one of `round_epochs` and `round_steps`.")
-        for name, value in (("round_epochs", round_epochs), ("round_steps", round_steps)):
-            if value is not None and (not isinstance(value, int) or value < 1):
+        for name, value in (("round_epochs", round_epochs), ("round_steps", round_steps), ("num_rounds", num_rounds)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         if scope not in ("layerwise", "global"):
             raise ValueError(f"`scope` must be 'layerwise' or 'global', got {scope!r}.")
         if scope == "global":
             pruning.validate_rate(rates, "rates")
-        elif not isinstance(rates, dict):
+        elif isinstance(rates, dict):
+            # Names are checked against the model in fit; values now.
+            for key, value in rates.items():
+                pruning.validate_rate(value, f"rates[{key!r}]")
+        else:
             pruning.validate_rate(rates, "rates")
-        if not isinstance(rewind_iteration, int) or rewind_iteration < 0:
+        if isinstance(rewind_iteration, bool) or not isinstance(rewind_iteration, int) or rewind_iteration < 0:
             raise ValueError(f"`{self._rewind_arg}` must be an integer >= 0, got {rewind_iteration!r}.")
         if round_steps is not None and rewind_iteration >= round_steps:
             raise ValueError(
@@ -154,6 +186,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.rates = rates
         self.round_epochs = round_epochs
         self.round_steps = round_steps
+        self.num_rounds = num_rounds
         self.scope = scope
         self.include = include
         self.exclude = exclude
@@ -163,6 +196,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.verbose = verbose
         self.rounds: list[dict] = []
         self.reset_point: WeightSnapshot | None = None
+        self._ready = False
 
     @property
     def rewind_step(self) -> int:
@@ -171,22 +205,53 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     # -- bookkeeping -------------------------------------------------------
 
+    def _round_length(self, index):
+        """Steps in round `index` with `round_steps` (T, then T - k when rewinding)."""
+        return self.round_steps if index == 0 else self.round_steps - self.rewind_iteration
+
+    def _fit_steps(self):
+        epochs, steps = self.params.get("epochs"), self.params.get("steps")
+        return None if epochs is None or steps is None else epochs * steps
+
     def _total_rounds(self):
         epochs = self.params.get("epochs")
+        known = None
         if self.round_epochs is not None:
             if epochs is not None and epochs % self.round_epochs:
                 raise ValueError(
                     f"fit's epochs ({epochs}) is not a multiple of round_epochs "
                     f"({self.round_epochs})."
                 )
-            return None if epochs is None else epochs // self.round_epochs
-        steps = self.params.get("steps")
-        if epochs is None or steps is None:
-            return None
-        return (epochs * steps) // self.round_steps
+            known = None if epochs is None else epochs // self.round_epochs
+        else:
+            total = self._fit_steps()
+            if total is not None:
+                first, later = self._round_length(0), self._round_length(1)
+                if total < first or (total - first) % later:
+                    lengths = f"{first}" + (f" then {later}" if later != first else "")
+                    raise ValueError(
+                        f"fit's length ({self.params.get('epochs')} epochs x {self.params.get('steps')} "
+                        f"steps = {total} steps) is not a whole number of rounds of round_steps "
+                        f"({lengths} steps" + (f", {self._rewind_arg}={self.rewind_iteration}" if self.rewind_iteration else "")
+                        + f"): {first} + R x {later} for R rounds after the first."
+                    )
+                known = 1 + (total - first) // later
+        if known is not None and self.num_rounds is not None and known != self.num_rounds:
+            raise ValueError(
+                f"num_rounds={self.num_rounds}, but the fit's length makes {known} rounds."
+            )
+        if known is None and self.num_rounds is None:
+            raise ValueError(
+                "IterativeMagnitudePruning cannot tell how many rounds this fit holds: its "
+                "length is unknown (a dataset or generator without steps_per_epoch). Pass "
+                "num_rounds=R, or steps_per_epoch to fit."
+            )
+        return known if known is not None else self.num_rounds
 
     def _check_steps_per_execution(self):
         spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        if spe == 1:
+            return
         for name, value in (("round_steps", self.round_steps), (self._rewind_arg, self.rewind_iteration)):
             if value and value % spe:
                 raise ValueError(
@@ -194,17 +259,52 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                     f"steps_per_execution ({spe}): the callback only sees "
                     "every steps_per_execution-th step."
                 )
+        # An epoch ends an execution early; boundaries after it shift.
+        steps = self.params.get("steps")
+        if self.round_steps is None or steps is None:
+            return
+        boundaries = [self.rewind_iteration] if self.rewind_iteration else []
+        position = 0
+        for index in range(self._rounds_total):
+            position += self._round_length(index)
+            boundaries.append(position)
+        for boundary in boundaries:
+            within = boundary % steps
+            if within and within % spe:
+                raise ValueError(
+                    f"Step {boundary} (a round boundary or {self._rewind_arg}) falls inside an "
+                    f"execution of steps_per_execution={spe} steps: epochs of {steps} steps "
+                    "end executions early. Make round_steps a multiple of the epoch's "
+                    "steps, or the epoch's steps a multiple of steps_per_execution."
+                )
+
+    def _resolve_output_layer(self):
+        if self.output_layer != "auto":
+            return self.output_layer
+        weights = masked.masked_weights(self.model)
+        functional = isinstance(self.model, keras.Sequential) or type(self.model).__name__ == "Functional"
+        if len(weights) > 1 and not functional:
+            raise ValueError(
+                f"output_layer='auto' cannot find the output layer of {type(self.model).__name__}, "
+                "a subclassed model: its layers are listed in attribute order, not call order. "
+                f"Pass output_layer=<name> (one of {[mw.name for mw in weights]}; it is pruned at "
+                "half the dense rate) or output_layer=None."
+            )
+        return default_output_layer(self.model)
 
     def _check_rates(self):
         """Bad layer names or rates fail now, not after a round of training."""
         chosen = masked.masked_weights(self.model, include=self.include, exclude=self.exclude)
+        self._output = self._resolve_output_layer() if self.scope == "layerwise" else None
         if self.scope == "layerwise":
-            output = self.output_layer
-            if output == "auto":
-                output = default_output_layer(self.model)
-            pruning.resolve_rates(self.rates, {mw.name: mw.kind for mw in masked.masked_weights(self.model)}, output=output)
+            pruning.resolve_rates(
+                self.rates, {mw.name: mw.kind for mw in masked.masked_weights(self.model)}, output=self._output
+            )
         if not chosen:
             raise ValueError("`include`/`exclude` leave no masked layer to prune.")
+
+    def _iterations(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _record(self, logs):
         counts = masked.count_weights(self.model)
@@ -225,33 +325,68 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     # -- Keras hooks -------------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        self._ready = False
+        self.rounds = []
+        self._round_step = 0
+        self._round_closed = False
+        self._rounds_total = self._total_rounds()
+        self._check_steps_per_execution()
+        if all(layer.built for layer in self.model._flatten_layers()):
+            self._begin()
+            return
+        # TensorFlow builds a model without keras.Input inside the first
+        # step; build it from the data's shapes first, so that θ0 is read
+        # before any step.
+        original = getattr(self.model, "train_function", None)
+        if original is None or keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "IterativeMagnitudePruning needs a built model: call it on a batch (or "
+                "start it with keras.Input) before fit."
+            )
+
+        def build_then_train(iterator):
+            self.model.train_function = original
+            _build_from_element_spec(self.model, iterator)
+            self._begin()
+            return original(iterator)
+
+        self.model.train_function = build_then_train
+
+    def _begin(self):
         if not masked.masked_weights(self.model):
             raise ValueError(
                 "IterativeMagnitudePruning found no MaskedLayer in the model: "
                 "build it from lth_keras.MaskedDense/MaskedConv2D or your own "
                 "MaskedLayer subclass."
             )
-        self._check_steps_per_execution()
         self._check_rates()
-        self._rounds_total = self._total_rounds()
-        self.rounds = []
-        self._round_step = 0
-        self._batch_begin = 0
-        self._round_closed = False
         # Pre-pruned masks: pruned weights must be exactly zero from the start.
         masked.apply_masks_to_weights(self.model)
+        self._round_base = self._iterations()
         self.reset_point = WeightSnapshot.take(self.model) if self.rewind_iteration == 0 else None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._batch_begin = batch
+        self._ready = True
 
     def on_train_batch_end(self, batch, logs=None):
-        self._round_step += batch - self._batch_begin + 1
+        if not self._ready:
+            return
+        self._round_step = self._iterations() - self._round_base
         self._round_closed = False
-        if self.reset_point is None and self._round_step >= self.rewind_iteration:
+        if self.reset_point is None and not self.rounds and self._round_step >= self.rewind_iteration:
+            if self._round_step > self.rewind_iteration:
+                raise ValueError(
+                    f"{self._rewind_arg}={self.rewind_iteration} falls inside an execution of "
+                    f"steps_per_execution steps (this one ended at step {self._round_step})."
+                )
             self.reset_point = WeightSnapshot.take(self.model)
-        if self.round_steps is not None and self._round_step >= self.round_steps:
-            self._end_round(logs)
+        if self.round_steps is not None:
+            length = self._round_length(len(self.rounds))
+            if self._round_step > length:
+                raise ValueError(
+                    f"Round {len(self.rounds)} should end after {length} steps, but an execution "
+                    f"of steps_per_execution steps ended at step {self._round_step}."
+                )
+            if self._round_step == length:
+                self._end_round(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.round_epochs is not None and (epoch + 1) % self.round_epochs == 0:
@@ -263,18 +398,19 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             self._end_round(logs)
 
     def on_train_end(self, logs=None):
-        # A fit that stops early (or whose length was unknown) still records
-        # the round it was in.
-        if not self._round_closed and self._round_step > 0:
+        # A fit that stops early still records the round it was in.
+        if self._ready and not self._round_closed and self._round_step > 0:
             self._record(logs)
 
     def _end_round(self, logs):
         entry = self._record(logs)
         self._round_step = 0
         self._round_closed = True
-        if self._rounds_total is not None and len(self.rounds) >= self._rounds_total:
+        if len(self.rounds) >= self._rounds_total:
             if self.verbose:
                 _say(f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% (final round)")
+            # With num_rounds and a longer (or endless) fit, the last round ends here.
+            self.model.stop_training = True
             return
         prune_model(
             self.model,
@@ -282,11 +418,15 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             scope=self.scope,
             include=self.include,
             exclude=self.exclude,
-            output_layer=self.output_layer,
+            output_layer=self._output,
         )
         self.reset_point.restore(self.model)
         if self.reset_optimizer:
             reset_optimizer_state(self.model.optimizer)
+            if self.rewind_iteration:
+                # The rewound round continues the schedule from iteration k.
+                self.model.optimizer.iterations.assign(self.rewind_iteration)
+        self._round_base = self._iterations()
         if self.verbose:
             next_pm = 100.0 * masked.fraction_remaining(self.model)
             _say(
@@ -323,6 +463,28 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         from lth_keras import results
 
         results.atomic_write_json(path, self.rounds)
+
+
+def _build_from_element_spec(model, iterator):
+    """Builds `model` symbolically from a data iterator's element spec."""
+    spec = getattr(iterator, "element_spec", None)
+    if spec is None:
+        raise ValueError(
+            "IterativeMagnitudePruning needs a built model: call it on a batch (or start it "
+            "with keras.Input) before fit."
+        )
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(spec)
+    symbolic = keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), x)
+    model(symbolic, training=False) if _accepts_training(model) else model(symbolic)
+
+
+def _accepts_training(model):
+    import inspect
+
+    try:
+        return "training" in inspect.signature(model.call).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _to_float(value):

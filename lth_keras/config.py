@@ -58,14 +58,14 @@ class ExperimentConfig:
     dataset: typing.Optional[str] = _field(None, "Dataset: mnist, fashion_mnist, cifar10, synthetic (default: the model's).")
     data_dir: typing.Optional[str] = _field(None, "Directory with local IDX files or CIFAR10 binary batches.", defining=False)
     tfds_data_dir: typing.Optional[str] = _field(None, "tensorflow-datasets data dir.", defining=False)
-    validation_size: int = _field(5000, "Examples held out of the training set for validation.")
+    validation_size: typing.Optional[int] = _field(None, "Examples held out of the training set for validation, at least 1: early stopping reads validation accuracy (default: 5000; 200 for synthetic).")
     dropout: float = _field(0.0, "Dropout rate after hidden dense layers (the paper's variant: 0.5).")
     iterations: typing.Optional[int] = _field(None, "Training iterations per round.")
     batch_size: typing.Optional[int] = _field(None, "Global batch size.")
     optimizer: typing.Optional[str] = _field(None, "adam, adamw or sgd.")
     learning_rate: typing.Optional[float] = _field(None, "Learning rate (after warmup).")
     momentum: typing.Optional[float] = _field(None, "SGD momentum.")
-    weight_decay: typing.Optional[float] = _field(None, "Decoupled weight decay.")
+    weight_decay: typing.Optional[float] = _field(None, "Weight decay: for sgd and adam coupled L2 (weight_decay * w added to the gradient before momentum, as the paper and OpenLTH); for adamw decoupled (Keras AdamW).")
     lr_boundaries: typing.Optional[tuple] = _field(None, "Iterations at which the learning rate is divided by 10.")
     warmup_iterations: typing.Optional[int] = _field(None, "Linear learning-rate warmup iterations.")
     augment: typing.Optional[bool] = _field(None, "Random flip + 4-pixel pad/crop (CIFAR nets).")
@@ -75,7 +75,7 @@ class ExperimentConfig:
     prune_rate_conv: typing.Optional[float] = _field(None, "Fraction of alive conv weights pruned per round (the global rate for global pruning).")
     prune_rate_output: typing.Optional[float] = _field(None, "Fraction of alive output-layer weights pruned per round.")
     global_exclude: typing.Optional[tuple] = _field(None, "Layer-name patterns never pruned by global pruning.")
-    rewind_iteration: int = _field(0, "Reset to the weights at this iteration instead of θ0 (late resetting).")
+    rewind_iteration: int = _field(0, "Reset to the weights at this iteration k instead of θ0 (late resetting); rounds after the first then train iterations k+1..T, with the schedule and data order continuing from k.")
     one_shot: bool = _field(False, "Prune each round's sparsity directly from the dense-trained weights.")
     seed: int = _field(0, "Base seed; trial t uses seed + 1000 * t.")
     rounds: int = _field(3, "Rounds per trial, including the dense round 0.", defining=False)
@@ -90,7 +90,7 @@ class ExperimentConfig:
     output_dir: str = _field("runs", "Where experiments are written.", defining=False)
     experiment: typing.Optional[str] = _field(None, "Experiment name (default: the model name).", defining=False)
     overwrite: bool = _field(False, "Replace an existing experiment whose defining flags differ.", defining=False)
-    checkpoint_every: int = _field(1000, "Checkpoint a round every this many iterations (0: never).", defining=False)
+    checkpoint_every: int = _field(1000, "Checkpoint a round every this many iterations (0: never), at the first evaluation at or after each multiple.", defining=False)
     deterministic: bool = _field(False, "Enable TensorFlow's deterministic ops (bitwise-reproducible resumes).", defining=False)
     tensorboard: bool = _field(True, "Write TensorBoard scalars per round.", defining=False)
     synthetic_sizes: typing.Optional[tuple] = _field(None, "For --dataset=synthetic: n_train,n_test.")
@@ -134,6 +134,8 @@ class ExperimentConfig:
             filled[f.name] = value
         if filled["experiment"] is None:
             filled["experiment"] = self.model
+        if filled["validation_size"] is None:
+            filled["validation_size"] = datasets.default_validation_size(filled["dataset"])
         for module in (self.arm_modules,) if isinstance(self.arm_modules, str) else self.arm_modules:
             try:
                 importlib.import_module(module)
@@ -144,10 +146,13 @@ class ExperimentConfig:
                 filled[key] = tuple(filled[key])
         try:
             filled["lr_boundaries"] = tuple(int(b) for b in filled["lr_boundaries"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError("lr_boundaries", f"must be integers ({e}).") from None
+        try:
             if filled["synthetic_sizes"] is not None:
                 filled["synthetic_sizes"] = tuple(int(s) for s in filled["synthetic_sizes"])
         except (TypeError, ValueError) as e:
-            raise ConfigError("lr_boundaries", f"must be integers ({e}).") from None
+            raise ConfigError("synthetic_sizes", f"must be two integers n_train,n_test ({e}).") from None
         config = dataclasses.replace(self, **filled)
         config._validate()
         return config
@@ -179,8 +184,10 @@ class ExperimentConfig:
         unknown = [c for c in self.controls if c not in arms.controls()]
         if unknown:
             raise ConfigError("controls", f"unknown control(s) {unknown}; known: {', '.join(arms.controls())}.")
-        if self.validation_size < 0:
-            raise ConfigError("validation_size", f"must be >= 0, got {self.validation_size}.")
+        if self.validation_size < 1:
+            raise ConfigError("validation_size", f"must be >= 1: early stopping needs a validation set, got {self.validation_size}.")
+        if self.synthetic_sizes is not None and (len(self.synthetic_sizes) != 2 or min(self.synthetic_sizes) < 1):
+            raise ConfigError("synthetic_sizes", f"must be two positive integers n_train,n_test, got {','.join(map(str, self.synthetic_sizes))}.")
         if not self.experiment or os.sep in self.experiment or self.experiment in (".", ".."):
             raise ConfigError("experiment", f"must be a plain directory name, got {self.experiment!r}.")
         from lth_keras import distribute

@@ -198,18 +198,27 @@ class _Trial:
             # Masks and reset weights: the chief's, on every replica of every worker.
             self.sync.variables(self.model.variables)
             mask = layers.get_masks(self.model)
-        self.trainer.reset_round()
+        self.trainer.reset_round(iteration=self._first_iteration(round_))
         return mask, self.state.snapshot()
 
-    def _resume(self, tag, state_path):
+    def _first_iteration(self, round_):
+        """Where a round starts: a rewound round (after round 0) continues from
+        the rewind iteration k, with the schedule and data order at k, for
+        the remaining T - k steps (Frankle et al. 2019, OpenLTH)."""
+        return self.config.rewind_iteration if round_ > 0 else 0
+
+    def _resume(self, tag, state_path, first):
         """(curve, start iteration, elapsed seconds) from the round's checkpoint."""
         from lth_keras import trial_state
 
         if not self.sync.value(bool(os.path.exists(state_path))):
-            return [], 0, 0.0
-        curve, start_iteration, elapsed = [], 0, 0.0
+            return [], first, 0.0
+        curve, start_iteration, elapsed = [], first, 0.0
         if self.sync.is_chief:
             curve, start_iteration, elapsed = trial_state.load_checkpoint(state_path, self.trainer)
+            if start_iteration <= first:  # written when rewound rounds still restarted at 0
+                raise ConfigError("rewind_iteration", f"{state_path} is from a round that started at 0, not at "
+                                  f"{first}; delete {os.path.dirname(state_path)} to retrain the round.")
         if self.sync.active:
             self.sync.variables(list(self.model.variables) + list(self.trainer.optimizer.variables))
             start_iteration = self.sync.value(int(start_iteration))
@@ -235,7 +244,8 @@ class _Trial:
         pm, pm_per_layer = pruning.percent_remaining(mask)
         checkpoint_dir = exp_dir.checkpoint_path(trial, arm.name, round_)
         state_path = os.path.join(checkpoint_dir, "state.npz")
-        curve, start_iteration, elapsed = self._resume(f"trial {trial} {arm.name} round {round_}", state_path)
+        curve, start_iteration, elapsed = self._resume(f"trial {trial} {arm.name} round {round_}", state_path,
+                                                       self._first_iteration(round_))
         stops = self._rewind_stops(arm, round_, start_iteration, checkpoint_dir)
         tag = f"trial {trial} {arm.name} round {round_} (P_m {pm:.1f}%)"
         wall = self._train(arm.name, round_, tag, curve, start_iteration, elapsed, stops, state_path)
@@ -258,6 +268,7 @@ class _Trial:
         total, every = self.config.iterations, self.config.checkpoint_every
         writer = self._tensorboard_writer(arm, round_)
         began = time.perf_counter()
+        last_checkpoint = [start_iteration]
 
         def on_eval(row):
             seconds = elapsed + time.perf_counter() - began
@@ -268,12 +279,15 @@ class _Trial:
                 with writer.as_default(step=row["iteration"]):
                     for key in results.CURVE_COLUMNS[1:]:
                         tf.summary.scalar(key, row[key])
-            if every and row["iteration"] % every == 0 and row["iteration"] < total:
+            # At the first evaluation at or after each multiple of `every`, so none is skipped.
+            if every and row["iteration"] // every > last_checkpoint[0] // every and row["iteration"] < total:
+                last_checkpoint[0] = row["iteration"]
                 trial_state.save_checkpoint(state_path, self.trainer, curve, row["iteration"], seconds)
 
         for row in curve:
             row.pop("seconds", None)
-        self.trainer.train_round(start_iteration=start_iteration, curve=curve, on_eval=on_eval, stops=stops)
+        self.trainer.train_round(start_iteration=start_iteration, round_start=self._first_iteration(round_),
+                                 curve=curve, on_eval=on_eval, stops=stops)
         if writer is not None:
             writer.close()
         for row in curve:

@@ -24,7 +24,7 @@ from typing import Callable
 
 __all__ = [
     "SEED_STRIDE", "trial_seed", "evaluation_points", "epoch_permutation", "warmup_piecewise",
-    "build_optimizer", "train_and_measure", "progress_line", "done_line",
+    "coupled_weight_decay", "build_optimizer", "train_and_measure", "progress_line", "done_line",
 ]
 
 SEED_STRIDE = 1000  # trial t uses seed + t * SEED_STRIDE
@@ -35,10 +35,10 @@ def trial_seed(seed: int, trial: int) -> int:
     return seed + trial * SEED_STRIDE
 
 
-def evaluation_points(iterations: int, eval_every: int, stops=()) -> list[int]:
-    """Iterations where training pauses: every `eval_every`, the last one,
-    and any of `stops` inside the round."""
-    points = set(range(eval_every, iterations + 1, eval_every)) | {iterations}
+def evaluation_points(iterations: int, eval_every: int, stops=(), round_start: int = 0) -> list[int]:
+    """Iterations where training pauses: every `eval_every` after
+    `round_start`, the last one, and any of `stops` inside the round."""
+    points = set(range(round_start + eval_every, iterations + 1, eval_every)) | {iterations}
     points |= {s for s in stops if 0 < s <= iterations}
     return sorted(points)
 
@@ -66,16 +66,27 @@ def warmup_piecewise(step, learning_rate, boundaries, warmup_iterations, ops):
     return lr
 
 
+def coupled_weight_decay(name: str, weight_decay) -> float:
+    """The L2 coefficient the training step adds to the gradient
+    (``weight_decay * w``, before momentum, as the paper and OpenLTH do):
+    `weight_decay` for ``sgd`` and ``adam``, 0 for ``adamw``, whose decay is
+    decoupled and carried by the optimizer itself."""
+    return float(weight_decay or 0.0) if name in ("sgd", "adam") else 0.0
+
+
 def build_optimizer(optimizers, name: str, learning_rate, momentum, weight_decay):
     """``adam``, ``adamw`` or ``sgd`` from `optimizers` (`keras.optimizers`
-    or tf_keras's); `learning_rate` may be a schedule."""
-    wd = weight_decay or None
+    or tf_keras's); `learning_rate` may be a schedule.
+
+    Only ``adamw`` carries `weight_decay` (decoupled). For ``sgd`` and
+    ``adam`` the caller adds `coupled_weight_decay` to the gradient.
+    """
     if name == "adam":
-        return optimizers.Adam(learning_rate, weight_decay=wd)
+        return optimizers.Adam(learning_rate)
     if name == "adamw":
         return optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     if name == "sgd":
-        return optimizers.SGD(learning_rate, momentum=momentum or 0.0, weight_decay=wd)
+        return optimizers.SGD(learning_rate, momentum=momentum or 0.0)
     raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}.")
 
 
@@ -85,7 +96,8 @@ def train_and_measure(
     iterations: int,
     eval_every: int,
     *,
-    start_iteration: int = 0,
+    start_iteration: int | None = None,
+    round_start: int = 0,
     curve: list | None = None,
     on_eval: Callable[[dict], None] | None = None,
     stops: dict | None = None,
@@ -96,7 +108,12 @@ def train_and_measure(
     Args:
         train_steps: ``train_steps(start, n) -> (mean loss, accuracy)``.
         evaluate: ``evaluate("val" | "test") -> (mean loss, accuracy)``.
-        start_iteration: where a resumed round continues.
+        start_iteration: where a resumed round continues (default:
+            `round_start`).
+        round_start: the iteration the round starts at: 0, or the rewind
+            iteration k of a rewound round, which trains the
+            ``iterations - k`` steps k+1 … T with curve rows at
+            k + eval_every, k + 2 * eval_every, … and T.
         curve: rows already measured (when resuming); extended in place.
         on_eval: called with each new curve row (progress, checkpoints).
         stops: ``{iteration: fn}`` extra points where the loop pauses to call
@@ -109,12 +126,18 @@ def train_and_measure(
     """
     curve = [] if curve is None else curve
     stops = dict(stops or {})
+    if not 0 <= round_start < iterations:
+        raise ValueError(f"round_start must be in [0, {iterations}), got {round_start}.")
+    if start_iteration is None:
+        start_iteration = round_start
+    if not round_start <= start_iteration <= iterations:
+        raise ValueError(f"start_iteration must be in [round_start={round_start}, {iterations}], got {start_iteration}.")
     iteration = start_iteration
-    if 0 in stops and start_iteration == 0:
-        stops[0](0)
+    if start_iteration in stops and start_iteration == round_start:
+        stops[start_iteration](start_iteration)
     train_loss_sum, train_correct_sum, train_seen = 0.0, 0.0, 0
     started = time.perf_counter()
-    for point in (p for p in evaluation_points(iterations, eval_every, stops) if p > start_iteration):
+    for point in (p for p in evaluation_points(iterations, eval_every, stops, round_start) if p > start_iteration):
         loss, acc = train_steps(iteration, point - iteration)
         steps = point - iteration
         train_loss_sum += loss * steps
@@ -123,7 +146,7 @@ def train_and_measure(
         iteration = point
         if point in stops:
             stops[point](point)
-        if point % eval_every == 0 or point == iterations:
+        if (point - round_start) % eval_every == 0 or point == iterations:
             val_loss, val_acc = evaluate("val")
             _, test_acc = evaluate("test")
             row = {

@@ -114,27 +114,63 @@ class WeightSnapshot:
 
 
 def reset_optimizer_state(optimizer) -> None:
-    """Zeroes an optimizer's slots (moments, momentum) and iteration count.
+    """Returns an optimizer's state to that of a freshly built one.
 
-    Stale Adam moments or momentum would move freshly reset (and pruned)
-    weights on the first steps of a round; zeroing the iteration count also
-    restarts learning-rate schedules and warmup. The learning-rate variable
-    and a LossScaleOptimizer's loss scale are kept.
+    Every optimizer variable (moments, momentum, accumulators, iteration
+    count, EMA averages) gets the value a new optimizer of the same config,
+    built on the same variables, starts with. That is not always zero:
+    Nadam's ``u_product`` starts at 1, Adagrad's and Ftrl's accumulators at
+    ``initial_accumulator_value``. Stale state would move freshly reset (and
+    pruned) weights on the first steps of a round; the iteration count
+    returning to 0 also restarts learning-rate schedules and warmup (a
+    rewound round then sets it to the rewind iteration). The
+    learning-rate variable (which callbacks such as ReduceLROnPlateau may
+    have changed) and a LossScaleOptimizer's loss scale are kept. An EMA
+    restarts from the current (reset) weights.
+
+    Example:
+
+    ```python
+    reset_optimizer_state(model.optimizer)   # after pruning and resetting
+    ```
     """
     if optimizer is None or not getattr(optimizer, "built", False):
         return
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         reset_optimizer_state(optimizer.inner_optimizer)
         return
-    keep = {id(optimizer._learning_rate)}
-    averages = getattr(optimizer, "_model_variables_moving_average", None) or []
-    keep.update(id(v) for v in averages)
-    for variable in optimizer.variables:
-        if id(variable) not in keep:
-            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-    # An EMA restarts from the reset weights, not from the old trajectory.
-    for average, variable in zip(averages, getattr(optimizer, "_trainable_variables", [])):
-        average.assign(variable)
+    trainable = list(getattr(optimizer, "_trainable_variables", []))
+    try:
+        fresh = type(optimizer).from_config(optimizer.get_config())
+        fresh.build(trainable)
+    except Exception as e:  # e.g. an unregistered custom learning-rate schedule
+        raise ValueError(
+            f"Cannot reset {type(optimizer).__name__}: building a fresh copy from its "
+            f"get_config() failed ({e}). Register its custom objects with "
+            "keras.saving.register_keras_serializable, or pass reset_optimizer=False."
+        ) from e
+    # Variables held as attributes (iteration count, Nadam's u_product) are
+    # matched by attribute name: a wrapped optimizer may not list them all
+    # in `variables`. Slots are matched by position.
+    attributes = {
+        name: value for name, value in vars(fresh).items() if isinstance(value, keras.Variable)
+    }
+    attribute_ids = {id(v) for v in attributes.values()}
+    own_attribute_ids = {id(v) for v in vars(optimizer).values() if isinstance(v, keras.Variable)}
+    slots = [v for v in optimizer.variables if id(v) not in own_attribute_ids]
+    fresh_slots = [v for v in fresh.variables if id(v) not in attribute_ids]
+    if len(fresh_slots) != len(slots):
+        raise ValueError(
+            f"Cannot reset {type(optimizer).__name__}: a fresh copy has "
+            f"{len(fresh_slots)} slot variables, the optimizer {len(slots)}."
+        )
+    pairs = list(zip(slots, fresh_slots))
+    for name, initial in attributes.items():
+        variable = getattr(optimizer, name, None)
+        if isinstance(variable, keras.Variable) and variable is not optimizer._learning_rate:
+            pairs.append((variable, initial))
+    for variable, initial in pairs:
+        variable.assign(keras.ops.convert_to_numpy(initial).astype(variable.dtype))
 
 
 def default_output_layer(model) -> str | None:

@@ -51,8 +51,12 @@ class TrainingHparams:
         optimizer: ``"adam"``, ``"sgd"`` or ``"adamw"``.
         learning_rate: base learning rate.
         momentum: SGD momentum.
-        weight_decay: decoupled weight decay (the paper's 1e-4 for
-            ResNet-18/VGG-19); pruned weights stay exactly zero under it.
+        weight_decay: the paper's 1e-4 for ResNet-18/VGG-19. For ``"sgd"``
+            and ``"adam"`` it is coupled L2, as in the paper and OpenLTH:
+            ``weight_decay * w`` is added to the gradient before momentum
+            (or the moments) sees it; `Trainer` adds it. For ``"adamw"`` it
+            is Keras's decoupled decay. Pruned weights stay exactly zero
+            under either.
         lr_boundaries: iterations at which the learning rate is divided by 10.
         warmup_iterations: linear warmup from 0 to `learning_rate`.
         eval_every: evaluate validation and test sets every this many steps.
@@ -114,6 +118,10 @@ def make_optimizer(hp: TrainingHparams) -> keras.optimizers.Optimizer:
     Under the ``mixed_float16`` global dtype policy it is wrapped in a
     `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling);
     ``mixed_bfloat16`` needs none.
+
+    Only ``"adamw"`` carries `hp.weight_decay` itself (decoupled). For
+    ``"sgd"`` and ``"adam"`` the weight decay is coupled L2, which lives in
+    the gradient (`coupled_l2`), not in the optimizer: `Trainer` adds it.
     """
     lr = hp.learning_rate
     if hp.lr_boundaries or hp.warmup_iterations:
@@ -122,6 +130,17 @@ def make_optimizer(hp: TrainingHparams) -> keras.optimizers.Optimizer:
     if keras.mixed_precision.dtype_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def coupled_l2(hp: TrainingHparams) -> float:
+    """The L2 coefficient `Trainer` adds to the gradients (0.0 for none).
+
+    The paper's ResNet-18/VGG-19 (and OpenLTH) train with SGD, momentum 0.9
+    and weight decay 1e-4 added to the gradient, ``g + 1e-4 * w``, so
+    momentum amplifies it about tenfold against a decoupled decay of the
+    same coefficient. ``"adamw"`` keeps Keras's decoupled decay instead.
+    """
+    return schedule.coupled_weight_decay(hp.optimizer, hp.weight_decay)
 
 
 class Trainer:
@@ -155,6 +174,13 @@ class Trainer:
     their masks, so pruned weights (and, after `reset_round` /
     `lth_keras.snapshots.reset_optimizer_state`, their optimizer moments)
     stay exactly zero.
+
+    Rewinding: a round that starts from the weights at iteration k (Frankle
+    et al. 2019) runs ``reset_round(iteration=k)`` and
+    ``train_round(round_start=k)``: the optimizer's iteration count starts
+    at k (warmup and learning-rate drops continue, not replay), the data
+    order continues from position k, and the round runs the remaining
+    ``iterations - k`` steps.
     """
 
     def __init__(self, model, data, hp: TrainingHparams, seed: int = 0, strategy=None,
@@ -186,6 +212,7 @@ class Trainer:
             self.optimizer.build(model.trainable_variables)
         self._loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         self._mask_of = {id(mw.weight): mw.mask for mw in masked_layers.masked_weights(model)}
+        self._l2 = coupled_l2(hp)
         # Arrays live on the device once; batches are gathered there.
         with tf.device(self._data_device()):
             self._x_train = tf.constant(data.x_train, tf.float32)
@@ -209,7 +236,13 @@ class Trainer:
         # weight) into about one pass per variable. Across replicas the
         # update all-reduces, which stays outside XLA.
         self._fused_update = None
-        if xla_update and replicas == 1:
+        # Only without cross-replica reduction: a MirroredStrategy of one
+        # replica (one GPU) still all-reduces inside optimizer.apply, which a
+        # nested compiled function cannot do.
+        single = isinstance(self.strategy, tf.distribute.OneDeviceStrategy) or (
+            type(self.strategy).__name__ == "_DefaultDistributionStrategy"
+        )
+        if xla_update and replicas == 1 and single:
             self._fused_update = tf.function(self._update, jit_compile=True)
         self._train_chunk = tf.function(self._train_chunk_fn, reduce_retracing=True)
         self._eval_split = tf.function(self._eval_split_fn, reduce_retracing=True)
@@ -267,9 +300,20 @@ class Trainer:
     def _update(self, grads):
         # The forward pass read the kernels unmasked (see _train_chunk_fn), so
         # the mask enters here, once: pruned entries get exactly zero gradient.
+        # Coupled L2 joins the gradient before the mask, so it is masked too.
         variables = self.model.trainable_variables
+        if self._l2:
+            grads = [self._with_l2(g, v) for g, v in zip(grads, variables)]
         grads = [self._masked_gradient(g, v) for g, v in zip(grads, variables)]
         self.optimizer.apply(grads, variables)
+
+    def _with_l2(self, grad, variable):
+        if grad is None:
+            return grad
+        if isinstance(grad, tf.IndexedSlices):
+            grad = tf.convert_to_tensor(grad)
+        value = tf.convert_to_tensor(variable)
+        return grad + tf.cast(self._l2, grad.dtype) * tf.cast(value, grad.dtype)
 
     def _masked_gradient(self, grad, variable):
         mask = self._mask_of.get(id(variable))
@@ -329,9 +373,16 @@ class Trainer:
         loss, correct = self._eval_split(x, y)
         return float(loss) / n, float(correct) / n
 
-    def reset_round(self) -> None:
-        """Resets the optimizer (moments, momentum, iteration count)."""
+    def reset_round(self, iteration: int = 0) -> None:
+        """Re-initialises the optimizer (moments, momentum, accumulators) and
+        sets its iteration count to `iteration`: 0 for a round from θ0, the
+        rewind iteration k for a rewound round, so the learning-rate
+        schedule continues from k."""
+        if not 0 <= iteration < self.hp.iterations:
+            raise ValueError(f"iteration must be in [0, {self.hp.iterations}), got {iteration}.")
         snapshots.reset_optimizer_state(self.optimizer)
+        if iteration:
+            self.optimizer.iterations.assign(iteration)
 
     def train_steps(self, start: int, n_steps: int) -> tuple[float, float]:
         """Runs `n_steps` optimizer steps from iteration `start`.
@@ -347,20 +398,36 @@ class Trainer:
     def train_round(
         self,
         *,
-        start_iteration: int = 0,
+        start_iteration: int | None = None,
+        round_start: int = 0,
         curve: list | None = None,
         on_eval: Callable[[dict], None] | None = None,
         stops: dict[int, Callable[[int], None]] | None = None,
     ) -> list[dict]:
         """Trains from `start_iteration` to `hp.iterations`, evaluating every
-        `hp.eval_every` steps (and at the end); returns the learning curve.
+        `hp.eval_every` steps after `round_start` (and at the end).
 
-        The arguments and the curve's rows are those of
-        `lth_keras.schedule.train_and_measure`.
+        Args:
+            start_iteration: where a resumed round continues (default:
+                `round_start`).
+            round_start: the iteration the round starts at: 0, or the rewind
+                iteration k of a rewound round, which trains the
+                ``iterations - k`` steps k+1 … T with curve rows at
+                k + eval_every, k + 2 * eval_every, … and T. Call
+                ``reset_round(iteration=k)`` first.
+            curve: rows already measured (when resuming); extended in place.
+            on_eval: called with each new curve row (progress, checkpoints).
+            stops: ``{iteration: fn}`` extra points where the loop pauses to
+                call ``fn(iteration)``, e.g. to capture the rewind weights.
+
+        Returns:
+            The learning curve: dicts with iteration, train_loss,
+            train_accuracy, val_loss, val_accuracy, test_accuracy, and
+            seconds (training time since the round started, this process).
         """
         return schedule.train_and_measure(
             self.train_steps, self.evaluate, self.hp.iterations, self.hp.eval_every,
-            start_iteration=start_iteration, curve=curve, on_eval=on_eval, stops=stops,
+            start_iteration=start_iteration, round_start=round_start, curve=curve, on_eval=on_eval, stops=stops,
         )
 
     # -- checkpoints -------------------------------------------------------

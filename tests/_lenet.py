@@ -5,7 +5,9 @@ and recorder callbacks that copy weights out of a model during `fit` so tests
 can compare them with values they captured themselves.
 """
 
+import math
 import textwrap
+from fractions import Fraction
 
 import keras
 import numpy as np
@@ -19,7 +21,8 @@ LENET_TOTALS = (784 * 300, 300 * 100, 100 * 10)  # 235200, 30000, 1000
 
 
 def deterministic(seed):
-    """Seeds Python/numpy/TF/Keras and makes TF ops deterministic."""
+    """Seeds Python/numpy/TF/Keras and makes TF ops deterministic for the
+    calling test (conftest switches them off after it)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -91,7 +94,8 @@ class EpochRecorder(keras.callbacks.Callback):
         self.at_train_begin = None
 
     def on_train_begin(self, logs=None):
-        self.at_train_begin = (kernels(self.model), masks(self.model))
+        if self.model.built:  # an unbuilt model is built in the first step
+            self.at_train_begin = (kernels(self.model), masks(self.model))
 
     def on_epoch_end(self, epoch, logs=None):
         self.kernels.append(kernels(self.model))
@@ -126,11 +130,12 @@ class BatchCounter(keras.callbacks.Callback):
 
 
 def expected_alive(total, rate, rounds, start=None):
-    """Alive counts after 0..rounds rounds: alive -= round(rate * alive)."""
+    """Alive counts after 0..rounds rounds: alive -= round(rate * alive),
+    halves up as documented (exact, unlike Python's banker's round())."""
     alive = total if start is None else start
     out = [alive]
     for _ in range(rounds):
-        alive -= round(rate * alive)
+        alive -= math.floor(Fraction(str(rate)) * alive + Fraction(1, 2))
         out.append(alive)
     return out
 

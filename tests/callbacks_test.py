@@ -7,6 +7,7 @@ placed before the IMP callback) or computed from the paper's formula.
 """
 
 import json
+import re
 import types
 
 import keras
@@ -122,12 +123,15 @@ def test_optimizer_state_reset_every_round(lenet_run):
     # Adam moments were zeroed by the last reset: a pruned weight's moments
     # stay exactly zero through the last round.
     opt = run.model.optimizer
+    checked = []
     for n in LENET:
         layer = run.model.get_layer(n)
         pruned = layer.mask.numpy() == 0
         for slot in opt.variables:
             if slot.path.endswith(f"{n}_kernel_momentum") or slot.path.endswith(f"{n}_kernel_velocity"):
                 assert np.all(slot.numpy()[pruned] == 0), slot.path
+                checked.append(slot.path)
+    assert len(checked) == 2 * len(LENET), [v.path for v in opt.variables]  # m and v of every kernel
 
 
 def test_to_csv_and_to_json(lenet_run, tmp_path):
@@ -168,15 +172,20 @@ def test_rewind_resets_survivors_to_step_k():
 
 
 def test_rewind_with_round_steps():
-    k = 2
+    k = 3
     step_k = L.StepRecorder(k)
-    # 5 steps per epoch, 2 epochs = 10 steps = 2 rounds of 5.
-    run = run_imp(seed=2, epochs=2, round_epochs=None, round_steps=5, rewind_step=k, extra_before=[step_k])
-    assert [r["steps"] for r in run.imp.rounds] == [5, 5]
+    # 5 steps per epoch, 3 epochs = 15 steps: a first round of 5, then rounds
+    # of 5 - k = 2 steps that continue from iteration k, as in OpenLTH.
+    run = run_imp(seed=2, epochs=3, round_epochs=None, round_steps=5, rewind_step=k, extra_before=[step_k])
+    assert [r["steps"] for r in run.imp.rounds] == [5, 2, 2, 2, 2, 2]
     theta_k = {n: step_k.values[f"{n}/kernel"] for n in LENET}
     # The round boundary is at the end of epoch 0: the recorder after IMP sees the reset.
     assert_reset_to(run.after.kernels[0], run.after.masks[0], theta_k)
     assert counts(run.after.masks[0]) == {n: v[1] for n, v in lenet_expected(1).items()}
+    assert run.after.iterations[0] == k  # the schedule continues from k
+    assert run.before.iterations[1] == k + 1  # step 10 is the first step of the round after 8..9
+    assert int(run.model.optimizer.iterations.numpy()) == 5  # every round ends at T
+    assert counts(L.masks(run.model)) == {n: v[5] for n, v in lenet_expected(5).items()}
 
 
 # ============================================================== optimizers
@@ -360,8 +369,8 @@ def test_steps_not_multiple_of_steps_per_execution_raises(kwargs):
     model = L.compile_model(L.lenet(input_dim=8, hidden=(4,), classes=2), steps_per_execution=5)
     counter = L.BatchCounter()
     imp = lth_keras.IterativeMagnitudePruning(0.2, verbose=0, **kwargs)
-    with pytest.raises(ValueError, match="steps_per_execution"):
-        model.fit(np.zeros((20, 8), "float32"), np.zeros(20), batch_size=2, epochs=2, verbose=0, callbacks=[imp, counter])
+    with pytest.raises(ValueError, match="steps_per_execution"):  # 14 steps per epoch, 4 rounds of 7
+        model.fit(np.zeros((28, 8), "float32"), np.zeros(28), batch_size=2, epochs=2, verbose=0, callbacks=[imp, counter])
     assert counter.batches == 0
 
 
@@ -488,3 +497,185 @@ def test_weight_snapshot_restore_and_reset_optimizer_state():
     assert int(opt.iterations.numpy()) == 0
     assert all(np.all(v.numpy() == 0) for v in opt.variables if "momentum" in v.path)
     assert float(opt.learning_rate.numpy()) == pytest.approx(lr)
+
+
+# ============================================================== optimizer reset = a fresh optimizer
+
+BUILTIN_OPTIMIZERS = {
+    "Adadelta": dict(rho=0.9),
+    "Adafactor": dict(),
+    "Adagrad": dict(initial_accumulator_value=0.3),
+    "Adam": dict(),
+    "AdamW": dict(weight_decay=0.01),
+    "Adamax": dict(),
+    "Ftrl": dict(initial_accumulator_value=0.2),
+    "Lamb": dict(),
+    "Lion": dict(),
+    "Muon": dict(),
+    "Nadam": dict(),
+    "RMSprop": dict(momentum=0.9, centered=True),
+    "SGD": dict(momentum=0.9),
+    "ScheduleFreeAdamW": dict(),
+    "Adam_ema": dict(use_ema=True),
+}
+
+
+def test_every_builtin_optimizer_is_covered():
+    names = {n for n in dir(keras.optimizers) if isinstance(getattr(keras.optimizers, n), type)
+             and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)}
+    wrappers = {"Optimizer", "LossScaleOptimizer", "MultiOptimizer"}  # wrap others / abstract
+    assert names - wrappers <= {n.split("_")[0] for n in BUILTIN_OPTIMIZERS}, names
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_OPTIMIZERS))
+def test_reset_optimizer_state_equals_a_freshly_built_optimizer(name):
+    cls = getattr(keras.optimizers, name.split("_")[0])
+    kwargs = dict(learning_rate=0.01, **BUILTIN_OPTIMIZERS[name])
+    model = L.lenet(input_dim=6, hidden=(5,), classes=3)
+    variables = model.trainable_variables
+    opt = cls(**kwargs)
+    opt.build(variables)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        opt.apply([keras.ops.convert_to_tensor(rng.normal(size=v.shape).astype("float32")) for v in variables], variables)
+    lth_callbacks.reset_optimizer_state(opt)
+    fresh = cls(**kwargs)  # built on the same model, with the reset weights
+    fresh.build(variables)
+    assert len(opt.variables) == len(fresh.variables)
+    checked = 0
+    for a, b in zip(opt.variables, fresh.variables):
+        assert re.sub(r"_\d+$", "", a.path.split("/")[-1]) == re.sub(r"_\d+$", "", b.path.split("/")[-1])
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
+        checked += 1
+    assert checked > 2  # iteration, learning rate and at least one slot per optimizer
+    assert int(keras.ops.convert_to_numpy(opt.iterations)) == 0
+
+
+def test_reset_keeps_a_changed_learning_rate_and_the_loss_scale():
+    model = L.lenet(input_dim=6, hidden=(5,), classes=3)
+    variables = model.trainable_variables
+    opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.Nadam(0.01), initial_scale=64.0)
+    opt.build(variables)
+    # A state as after some steps (an eager LossScaleOptimizer.apply fails on JAX).
+    for v in opt.inner_optimizer.variables:
+        v.assign(keras.ops.ones(v.shape, v.dtype) * 3)
+    opt.inner_optimizer._u_product.assign(0.5)
+    opt.dynamic_scale.assign(16.0)
+    opt.inner_optimizer.learning_rate.assign(0.003)  # e.g. ReduceLROnPlateau
+    scale = float(keras.ops.convert_to_numpy(opt.dynamic_scale))
+    lth_callbacks.reset_optimizer_state(opt)
+    assert float(keras.ops.convert_to_numpy(opt.inner_optimizer.learning_rate)) == pytest.approx(0.003)
+    assert float(keras.ops.convert_to_numpy(opt.dynamic_scale)) == scale
+    # Wrapped, Nadam's u_product is not listed in `variables`; it is reset all the same.
+    assert float(keras.ops.convert_to_numpy(opt.inner_optimizer._u_product)) == 1.0
+    assert int(keras.ops.convert_to_numpy(opt.iterations)) == 0
+
+
+# ============================================================== every fit setting
+
+
+def _seeded_lenet_layers(seed=0):
+    init = lambda i: keras.initializers.GlorotNormal(seed=seed + i)  # noqa: E731
+    return [
+        lth_keras.MaskedDense(16, activation="relu", kernel_initializer=init(0), name="fc1"),
+        lth_keras.MaskedDense(12, activation="relu", kernel_initializer=init(1), name="fc2"),
+        lth_keras.MaskedDense(4, kernel_initializer=init(2), name="fc3"),
+    ]
+
+
+def test_unbuilt_model_resets_to_its_initial_weights():
+    # No keras.Input: TensorFlow would build the model inside the first step.
+    L.deterministic(13)
+    unbuilt = keras.Sequential(_seeded_lenet_layers())
+    reference = keras.Sequential([keras.Input((20,)), *_seeded_lenet_layers()])
+    theta0 = L.kernels(reference)
+    x, y = L.data(120, 20, 4, seed=13)
+    L.compile_model(unbuilt)
+    imp = lth_keras.IterativeMagnitudePruning(0.2, round_epochs=1, verbose=0)
+    after = L.EpochRecorder()
+    unbuilt.fit(x, y, batch_size=20, epochs=2, verbose=0, callbacks=[imp, after])
+    assert len(imp.rounds) == 2 and [r["steps"] for r in imp.rounds] == [6, 6]
+    assert_reset_to(after.kernels[0], after.masks[0], theta0)
+    assert counts(L.masks(unbuilt)) == {"fc1": 256, "fc2": 154, "fc3": 43}
+
+
+def _unknown_length_dataset(n=200, batch=20):
+    import tensorflow as tf
+
+    x, y = L.data(n, 20, 4, seed=14)
+    # filter() hides the cardinality: fit cannot know the epoch's length.
+    return tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(batch)
+
+
+def test_unknown_data_length_needs_num_rounds():
+    L.deterministic(14)
+    model = L.compile_model(L.lenet(input_dim=20, hidden=(16, 12), classes=4))
+    counter = L.BatchCounter()
+    imp = lth_keras.IterativeMagnitudePruning(0.2, round_steps=5, verbose=0)
+    with pytest.raises(ValueError, match="num_rounds"):
+        model.fit(_unknown_length_dataset(), epochs=1, verbose=0, shuffle=False, callbacks=[imp, counter])
+    assert counter.batches == 0
+
+
+def test_unknown_data_length_never_prunes_after_the_last_round():
+    L.deterministic(14)
+    model = L.compile_model(L.lenet(input_dim=20, hidden=(16, 12), classes=4))
+    counter = L.BatchCounter()
+    imp = lth_keras.IterativeMagnitudePruning(0.2, round_steps=4, num_rounds=2, verbose=0)
+    model.fit(_unknown_length_dataset(), epochs=1, verbose=0, shuffle=False, callbacks=[imp, counter])  # 10 batches
+    assert [r["steps"] for r in imp.rounds] == [4, 4]
+    assert counter.batches == 8  # the fit stops after the last round
+    # The model holds the last round's mask and its trained weights.
+    assert sum(counts(L.masks(model)).values()) == imp.rounds[-1]["remaining"]
+    assert imp.rounds[-1]["remaining"] < imp.rounds[0]["remaining"]
+
+
+@pytest.mark.skipif(keras.backend.backend() == "torch", reason="Keras's PyTorch trainer has no steps_per_execution")
+def test_step_counts_are_exact_with_steps_per_execution():
+    # 10 batches per epoch in executions of 4, 4 and 2 steps.
+    run = run_imp(seed=15, epochs=2, batch_size=30, steps_per_execution=4)
+    assert [r["steps"] for r in run.imp.rounds] == [10, 10]
+    assert run.before.iterations == [10, 10]
+
+
+def test_round_steps_not_dividing_the_fit_is_refused():
+    L.deterministic(0)
+    model = tiny_model()
+    counter = L.BatchCounter()
+    imp = lth_keras.IterativeMagnitudePruning(0.2, round_steps=3, verbose=0)
+    with pytest.raises(ValueError, match="not a whole number of rounds"):  # 2 epochs x 4 steps = 8
+        model.fit(np.zeros((16, 4), "float32"), np.zeros(16), batch_size=4, epochs=2, verbose=0, callbacks=[imp, counter])
+    assert counter.batches == 0
+
+
+class ReversedAttributes(keras.Model):
+    """Layers assigned in the opposite order to the one they are called in."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = lth_keras.MaskedDense(3, name="head")
+        self.body = lth_keras.MaskedDense(8, activation="relu", name="body")
+
+    def call(self, x):
+        return self.head(self.body(x))
+
+
+def test_subclassed_model_must_name_its_output_layer():
+    L.deterministic(0)
+    x, y = L.data(40, 6, 3, seed=0)
+    model = L.compile_model(ReversedAttributes())
+    counter = L.BatchCounter()
+    imp = lth_keras.IterativeMagnitudePruning(0.2, round_epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="output_layer"):
+        model.fit(x, y, batch_size=20, epochs=2, verbose=0, callbacks=[imp, counter])
+    assert counter.batches == 0
+    model = L.compile_model(ReversedAttributes())
+    imp = lth_keras.IterativeMagnitudePruning(0.2, round_epochs=1, output_layer="head", verbose=0)
+    model.fit(x, y, batch_size=20, epochs=2, verbose=0, callbacks=[imp])
+    assert counts(L.masks(model)) == {"head": 24 - round(0.1 * 24), "body": 48 - round(0.2 * 48)}
+
+
+@pytest.mark.parametrize("rates", [{"d1": 1.5}, {"dense": -0.1}, {"conv": float("nan")}, {"fc1": True}])
+def test_bad_rate_in_a_dict_is_refused_in_the_constructor(rates):
+    with pytest.raises(ValueError, match="rates"):
+        lth_keras.IterativeMagnitudePruning(rates, round_epochs=1)

@@ -365,8 +365,10 @@ def test_synthetic_shapes_and_determinism():
     assert c.input_shape == (32, 32, 3)
     np.testing.assert_allclose(c.x_train.mean(axis=(0, 1, 2)), 0, atol=1e-4)
 
+    default = datasets.load("synthetic")  # the synthetic default holds out 200 of 1200
+    assert (len(default.x_train), len(default.x_val)) == (1000, 200)
     with pytest.raises(ValueError, match="validation_size"):
-        datasets.load("synthetic")  # default 5000 >= 1200 examples
+        datasets.load("synthetic", validation_size=5000)  # >= 1200 examples
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])

@@ -248,10 +248,7 @@ def test_more_trials_use_other_seeds(tmp_path):
     assert sorted(df["trial"]) == [0, 1]
 
 
-def test_rewinding_resets_to_the_weights_at_the_rewind_iteration(tmp_path):
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
+def test_rewinding_resets_to_the_weights_at_the_rewind_iteration(tmp_path, deterministic_ops):
     k = 40
     config = _config(rounds=2, controls=("random_mask",), rewind_iteration=k, iterations=100, deterministic=True)
     exp_dir = experiment.train_and_evaluate(config, str(tmp_path))
@@ -287,3 +284,102 @@ def test_one_shot_prunes_from_the_dense_weights(tmp_path):
             mag = np.abs(trained[shape])
             # The survivors are the largest dense-trained weights.
             assert mag[~keep].max() <= mag[keep].min()
+
+
+def test_rewound_rounds_train_from_the_rewind_iteration_to_the_end(tmp_path):
+    # Frankle et al. 2019 / OpenLTH: a round rewound to θk trains iterations
+    # k+1 … T (T - k steps) with the schedule and the data order at k.
+    k, total = 40, ITERATIONS
+    config = _config(rounds=2, controls=("reinit", "random_mask"), rewind_iteration=k, deterministic=True)
+    exp_dir = experiment.train_and_evaluate(config, str(tmp_path))
+    curve0 = pd.read_csv(os.path.join(_round_dir(exp_dir, "ticket", 0), "curve.csv"))
+    assert list(curve0["iteration"]) == [50, 100, 150]
+    df = pd.read_csv(os.path.join(exp_dir.root, "summary.csv"))
+    for arm in ("ticket", "reinit", "random_mask"):
+        curve = pd.read_csv(os.path.join(_round_dir(exp_dir, arm, 1), "curve.csv"))
+        assert list(curve["iteration"]) == [k + 50, k + 100, total], arm
+        stop = df.loc[(df["arm"] == arm) & (df["round"] == 1), "early_stop_iteration"].item()
+        assert k < stop <= total
+
+    # The ticket's round 1, trained independently from its saved mask and
+    # reset weights: an optimizer at iteration k and T - k steps from there.
+    data = datasets.load("synthetic", seed=0, validation_size=200)
+    model = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+    masks = _npz(os.path.join(_round_dir(exp_dir, "ticket", 1), "mask.npz"))
+    layers.set_masks(model, {n: m.astype(np.float32) for n, m in masks.items()})
+    from lth_keras import callbacks
+
+    callbacks.WeightSnapshot.from_arrays(_npz(os.path.join(_round_dir(exp_dir, "ticket", 1), "reset_weights.npz"))).restore(model)
+    hp = training.TrainingHparams(iterations=total, batch_size=60, optimizer="adam", learning_rate=1.2e-3, eval_every=EVAL_EVERY)
+    trainer = training.Trainer(model, data, hp, seed=0)
+    trainer.reset_round(iteration=k)
+    trainer.train_round(round_start=k)
+    trained = _npz(os.path.join(_round_dir(exp_dir, "ticket", 1), "trained_weights.npz"))
+    expected = callbacks.WeightSnapshot.take(model).values
+    assert len(expected) == len([key for key in trained if key != "paths"])
+    for i, value in enumerate(expected):
+        np.testing.assert_array_equal(trained[f"{i:05d}"], value)
+
+
+def test_checkpoints_follow_evaluations_that_are_not_multiples(tmp_path):
+    # --checkpoint_every=50 with --eval_every=30: a checkpoint at the first
+    # evaluation at or after each multiple of 50 (60, 120, 180), none skipped.
+    class Stop(Exception):
+        pass
+
+    def log(line):
+        if " it 150/" in line:
+            raise Stop  # before the checkpoint logic of iteration 150 runs
+
+    config = _config(rounds=1, controls=(), iterations=200, eval_every=30, checkpoint_every=50)
+    with pytest.raises(Stop):
+        experiment.train_and_evaluate(config, str(tmp_path), log=log)
+    state = os.path.join(tmp_path, "lenet_synth", "trial_0", "ticket", "round_0", "checkpoint", "state.npz")
+    assert os.path.exists(state)
+    with np.load(state) as f:
+        meta = json.loads(str(f["meta"]))
+    assert meta["iteration"] == 120
+    assert [r["iteration"] for r in meta["curve"]] == [30, 60, 90, 120]
+
+
+def test_synthetic_data_works_with_every_other_flag_at_its_default():
+    config = experiment.ExperimentConfig(dataset="synthetic").resolve()
+    assert config.validation_size == datasets.default_validation_size("synthetic") == 200
+    data = experiment._load_data(config)
+    assert len(data.x_val) == 200 and len(data.x_train) == 1000 >= config.batch_size
+    # Real datasets keep the paper's 5000.
+    assert experiment.ExperimentConfig(dataset="mnist").resolve().validation_size == 5000
+
+
+@pytest.mark.parametrize(
+    "kwargs,flag",
+    [
+        (dict(validation_size=0), "validation_size"),
+        (dict(synthetic_sizes=("a", "b")), "synthetic_sizes"),
+        (dict(synthetic_sizes=(100,)), "synthetic_sizes"),
+        (dict(synthetic_sizes=(100, 0)), "synthetic_sizes"),
+    ],
+)
+def test_bad_validation_and_synthetic_sizes_name_their_flag(kwargs, flag):
+    with pytest.raises(experiment.ConfigError) as info:
+        experiment.ExperimentConfig(dataset="synthetic", **kwargs).resolve()
+    assert info.value.flag == flag
+    assert str(info.value).startswith(f"--{flag}: ") and "\n" not in str(info.value)
+
+
+def test_a_rewound_round_refuses_a_checkpoint_from_before_its_start(tmp_path):
+    # A checkpoint at iteration 30 of a round that now starts at k = 40 (left
+    # by a version whose rewound rounds restarted at 0) is refused, naming
+    # the flag and what to delete, instead of being trained from the wrong place.
+    config = _config(rounds=2, controls=(), rewind_iteration=40, iterations=100)
+    exp_dir = experiment.train_and_evaluate(dataclasses.replace(config, rounds=1), str(tmp_path))
+    state = os.path.join(_round_dir(exp_dir, "ticket", 1), "checkpoint", "state.npz")
+    os.makedirs(os.path.dirname(state))
+    data = datasets.load("synthetic", seed=0, validation_size=200)
+    model = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+    hp = training.TrainingHparams(iterations=100, batch_size=60, eval_every=50)
+    arrays = training.Trainer(model, data, hp, seed=0).state_arrays()
+    arrays["meta"] = np.array(json.dumps({"curve": [], "iteration": 30, "elapsed": 1.0}))
+    np.savez(state, **arrays)
+    with pytest.raises(experiment.ConfigError, match="rewind_iteration"):
+        experiment.train_and_evaluate(config, str(tmp_path))

@@ -15,19 +15,10 @@ from plotting_test import make_experiment
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(figures.__file__)))
 NAMES = ("accuracy_curves",) + plotting.PAPER_METRICS + ("early_stop_panel",)
 
-# `python -m lth_keras.figures` minus lth_keras/__init__.py, which imports
-# TensorFlow for the other modules (~10 s); the real entry point is run by the
-# slow test below.
-_STUB = (
-    "import sys, types, runpy; pkg = types.ModuleType('lth_keras'); "
-    f"pkg.__path__ = [{os.path.join(REPO, 'lth_keras')!r}]; sys.modules['lth_keras'] = pkg; "
-    "runpy.run_module('lth_keras.figures', run_name='__main__', alter_sys=True)"
-)
-
-
-def _cli(args, real=False, cwd=REPO):
-    head = ["-m", "lth_keras.figures"] if real else ["-c", _STUB]
-    return subprocess.run([sys.executable, *head, *args], cwd=cwd, capture_output=True,
+def _cli(args, real=True, cwd=REPO):
+    # The real entry point: it imports neither TensorFlow nor Keras (about a
+    # second; see test_figures_help_does_not_import_tensorflow).
+    return subprocess.run([sys.executable, "-m", "lth_keras.figures", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -253,3 +244,30 @@ def test_committed_figures_regenerate_from_committed_csvs(tmp_path):
             assert path.is_file() and path.stat().st_size > 10_000, path
             # Every committed figure is one the manifest can regenerate.
             assert os.path.isfile(os.path.join(committed, f"{entry['name']}.{ext}"))
+
+
+def test_figures_help_does_not_import_tensorflow():
+    # -X importtime lists every module the process imports.
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "lth_keras.figures", "--help"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert "--results" in proc.stdout, proc.stderr[-2000:]  # absl's --help exits with status 1
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "lth_keras.plotting" in imported  # the check sees our modules
+    assert not [m for m in imported if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch")]
+
+
+@pytest.mark.parametrize("name", ["lenet_fashion_mnist", "conv2_fashion_mnist"])
+def test_committed_reproductions_avoid_the_paths_issue_12_changed(name):
+    # figures/README.md says these runs stay valid because they use none of
+    # rewinding, weight decay, SGD or a non-Adam optimizer reset.
+    with open(os.path.join(REPO, "figures", name, "config.json")) as f:
+        config = json.load(f)
+    assert config["optimizer"] == "adam"
+    assert config["rewind_iteration"] == 0
+    assert config["weight_decay"] == 0.0
+    assert config["lr_boundaries"] == [] and config["warmup_iterations"] == 0
+    with open(os.path.join(REPO, "figures", f"{name}.flags")) as f:
+        flags_text = f.read()
+    for flag in ("--rewind_iteration", "--weight_decay", "--optimizer", "--strategy", "--checkpoint_every"):
+        assert flag not in flags_text

@@ -18,10 +18,11 @@ LENET_KINDS = {"fc1": "dense", "fc2": "dense", "fc3": "dense"}
 
 
 def reference_alive(total, rate, rounds):
-    """alive -= round(rate * alive), round by round (the issue's formula)."""
+    """alive -= round(rate * alive), halves up (as documented, not Python's
+    banker's round()), round by round, exactly with fractions."""
     alive, out = total, [total]
     for _ in range(rounds):
-        alive -= round(rate * alive)
+        alive -= half_up(str(rate), alive)
         out.append(alive)
     return out
 
@@ -86,6 +87,15 @@ def test_remaining_after_matches_the_round_by_round_formula():
             assert pruning.remaining_after(total, rate, k) == expected[k]
     # The module docstring's numbers follow from the formula too.
     assert reference_alive(235200, 0.2, 3)[-1] == 120422
+
+
+def test_remaining_after_rounds_exact_halves_up():
+    # 0.25 * 10 = 2.5 and 0.5 * 7 = 3.5: ties, where banker's round() would
+    # give 2 and 4 (and 8 and 4 weights left instead of 7 and 3).
+    assert reference_alive(10, 0.25, 2) == [10, 7, 5]
+    assert [pruning.remaining_after(10, 0.25, k) for k in range(3)] == [10, 7, 5]
+    assert reference_alive(7, 0.5, 1) == [7, 3]
+    assert pruning.remaining_after(7, 0.5, 1) == 3
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,6 @@ import tensorflow as tf
 from lth_keras import datasets, layers, models, training
 
 
-def _deterministic():
-    tf.config.experimental.enable_op_determinism()
-
-
 def _synthetic(shape=(28, 28, 1), sizes=(1200, 200), validation_size=200, seed=0):
     return datasets.load(
         "synthetic", validation_size=validation_size, seed=seed,
@@ -140,14 +136,13 @@ class _MultiplyingMaskedDense(layers.MaskedDense):
 
 
 @pytest.mark.parametrize("xla_update", [True, False])
-def test_premasked_trainer_step_equals_multiplying_by_the_mask(xla_update):
+def test_premasked_trainer_step_equals_multiplying_by_the_mask(xla_update, deterministic_ops):
     # The Trainer reads kernels unmasked and masks their gradients instead;
     # a model whose layers multiply by the mask in every call must follow the
     # same trajectory, even when masks were assigned directly (without zeroing
     # the pruned weights) and the mask changes between rounds. Not bit for
     # bit: the two graphs fuse matmul, bias and relu differently (last-ulp
     # differences from the second step on).
-    _deterministic()
     data = _synthetic()
     ours = models.build("lenet", data.input_shape, data.num_classes, seed=3)
     inputs = keras.Input(data.input_shape)
@@ -250,8 +245,7 @@ def _assert_identical(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-def test_same_seed_and_initial_weights_give_bit_identical_weights():
-    _deterministic()
+def test_same_seed_and_initial_weights_give_bit_identical_weights(deterministic_ops):
     a = _trained_weights(seed_model=0, seed_data=0, steps=40)
     b = _trained_weights(seed_model=0, seed_data=0, steps=40)
     _assert_identical(a, b)
@@ -259,8 +253,7 @@ def test_same_seed_and_initial_weights_give_bit_identical_weights():
     assert any(not np.array_equal(x, y) for x, y in zip(a, c))
 
 
-def test_state_arrays_round_trip_continues_identically():
-    _deterministic()
+def test_state_arrays_round_trip_continues_identically(deterministic_ops):
     # Warmup makes the step count matter and Adam has moments: both must be restored.
     hp = _hp(warmup_iterations=50)
     data = _synthetic()
@@ -364,3 +357,169 @@ def test_every_model_takes_trainer_steps_with_its_paper_optimizer(name):
     for n, mask in masks.items():
         assert np.all(after[n][mask == 0] == 0.0), n
     assert any(np.any(after[n] != before[n]) for n in masks)
+
+
+# -- rewinding: a rewound round continues from iteration k ----------------------------
+
+
+def test_rewound_round_continues_from_iteration_k_like_an_uninterrupted_run(deterministic_ops):
+    # Plain SGD has no state but the iteration count, so a round rewound to θk
+    # with its optimizer reset to iteration k must reproduce the last T - k
+    # steps of an uninterrupted run bit for bit: same learning rates (the
+    # schedule drops at 60, after k) and the same batches (k is not a
+    # multiple of the 16 steps per epoch).
+    data = _synthetic()
+    k, total = 37, 100
+    hp = _hp(optimizer="sgd", learning_rate=0.05, lr_boundaries=(60,), warmup_iterations=20,
+             iterations=total, eval_every=25)
+    straight = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+    t1 = training.Trainer(straight, data, hp, seed=5)
+    t1.train_steps(0, total)
+
+    rewound = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+    t2 = training.Trainer(rewound, data, hp, seed=5)
+    t2.train_steps(0, k)
+    theta_k = _variables(rewound)
+    t2.train_steps(k, 20)  # a round goes on past k; the rewind brings it back
+    for v, value in zip(rewound.variables, theta_k):
+        v.assign(value)
+    t2.reset_round(iteration=k)
+    assert int(t2.optimizer.iterations.numpy()) == k
+    curve = t2.train_round(round_start=k)
+    assert [r["iteration"] for r in curve] == [62, 87, 100]
+    assert int(t2.optimizer.iterations.numpy()) == total  # T - k steps ran
+    _assert_identical(_variables(straight), _variables(rewound))
+
+
+def test_rewound_round_resumes_from_a_checkpoint_identically(deterministic_ops):
+    data = _synthetic()
+    k = 30
+    hp = _hp(optimizer="adam", warmup_iterations=50, iterations=100, eval_every=20)
+
+    def fresh():
+        model = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+        trainer = training.Trainer(model, data, hp, seed=2)
+        trainer.reset_round(iteration=k)
+        return model, trainer
+
+    model_a, ta = fresh()
+    curve_a = ta.train_round(round_start=k)
+    model_b, tb = fresh()
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(row):
+        seen.append(row)
+        if row["iteration"] == 70:
+            raise Stop
+
+    with pytest.raises(Stop):
+        tb.train_round(round_start=k, on_eval=interrupt)
+    arrays = tb.state_arrays()
+    model_c, tc = fresh()
+    tc.load_state_arrays(arrays)
+    curve_c = tc.train_round(round_start=k, start_iteration=70, curve=[dict(r) for r in seen])
+    assert [r["iteration"] for r in curve_a] == [r["iteration"] for r in curve_c] == [50, 70, 90, 100]
+    _assert_identical(_variables(model_a), _variables(model_c))
+
+
+def test_train_round_refuses_a_start_outside_the_round():
+    data = _synthetic()
+    trainer = training.Trainer(models.build("lenet", data.input_shape, seed=0), data, _hp(), seed=0)
+    with pytest.raises(ValueError, match="round_start"):
+        trainer.train_round(round_start=100)
+    with pytest.raises(ValueError, match="start_iteration"):
+        trainer.train_round(round_start=50, start_iteration=10)
+    with pytest.raises(ValueError, match="iteration"):
+        trainer.reset_round(iteration=-1)
+
+
+# -- weight decay: coupled L2 for sgd/adam, decoupled for adamw ------------------------
+
+
+def _full_batch_gradients(model, data):
+    x = tf.constant(data.x_train, tf.float32)
+    y = tf.constant(data.y_train, tf.int32)
+    with tf.GradientTape() as tape:
+        logits = model(x, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+
+
+@pytest.mark.parametrize("xla_update", [True, False])
+def test_sgd_weight_decay_is_coupled_l2_through_momentum(xla_update):
+    # Batch = the whole training set, so each step's gradient is the
+    # full-batch gradient whatever the order; computed here independently.
+    data = _synthetic(sizes=(400, 50), validation_size=100)  # 300 training examples
+    lr, mom, wd = 0.05, 0.9, 0.01
+    hp = _hp(optimizer="sgd", learning_rate=lr, momentum=mom, weight_decay=wd, batch_size=300)
+    model = models.build("lenet", data.input_shape, data.num_classes, seed=3)
+    trainer = training.Trainer(model, data, hp, seed=0, xla_update=xla_update)
+    rng = np.random.default_rng(0)
+    masks = {n: (rng.random(w.shape) < 0.6).astype(np.float32) for n, w in _kernels(model).items()}
+    layers.set_masks(model, masks)
+    names = {id(mw.weight): mw.name for mw in layers.masked_weights(model)}
+    mask_list = [masks.get(names.get(id(v))) for v in model.trainable_variables]
+
+    w = [v.numpy().astype(np.float64) for v in model.trainable_variables]
+    velocity = [np.zeros_like(x) for x in w]
+    for step in range(2):
+        grads = _full_batch_gradients(model, data)
+        trainer.train_steps(step, 1)
+        for i, (g, m) in enumerate(zip(grads, mask_list)):
+            g = g + wd * w[i]  # coupled: L2 joins the gradient before momentum
+            if m is not None:
+                g = g * m
+            velocity[i] = mom * velocity[i] - lr * g
+            w[i] = w[i] + velocity[i]
+        for i, v in enumerate(model.trainable_variables):
+            np.testing.assert_allclose(v.numpy(), w[i], rtol=2e-4, atol=2e-6)
+    for name, mask in masks.items():
+        assert np.all(_kernels(model)[name][mask == 0] == 0.0), name
+
+
+def test_adamw_weight_decay_stays_decoupled():
+    data = _synthetic(sizes=(400, 50), validation_size=100)
+    lr, wd = 1e-3, 0.5
+    hp = _hp(optimizer="adamw", learning_rate=lr, weight_decay=wd, batch_size=300)
+    model = models.build("lenet", data.input_shape, data.num_classes, seed=3)
+    trainer = training.Trainer(model, data, hp, seed=0)
+    w0 = [v.numpy().astype(np.float64) for v in model.trainable_variables]
+    grads = _full_batch_gradients(model, data)
+    trainer.train_steps(0, 1)
+    eps = 1e-7
+    for v, w, g in zip(model.trainable_variables, w0, grads):
+        # Keras AdamW, step 1: w <- w (1 - lr wd), then the Adam step, whose
+        # bias-corrected update is lr * g / (|g| + eps) (not involving wd).
+        m, s = 0.1 * g, 0.001 * g * g
+        alpha = lr * np.sqrt(1 - 0.999) / (1 - 0.9)
+        expected = w * (1 - lr * wd) - alpha * m / (np.sqrt(s) + eps)
+        np.testing.assert_allclose(v.numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_weight_decay_help_says_coupled_for_sgd_and_decoupled_for_adamw():
+    from absl import flags
+
+    from lth_keras import main
+
+    flag_values = flags.FlagValues()
+    main.define_flags(flag_values=flag_values)
+    text = " ".join(flag_values["weight_decay"].help.lower().split())
+    assert "sgd and adam coupled l2" in text and "adamw decoupled" in text
+
+
+def test_mirrored_strategy_with_one_replica_trains():
+    # --strategy=mirrored on a machine with one GPU (or none): one replica,
+    # whose optimizer update still all-reduces.
+    data = _synthetic()
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    assert strategy.num_replicas_in_sync == 1
+    with strategy.scope():
+        model = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+    trainer = training.Trainer(model, data, _hp(iterations=20, eval_every=10), seed=0, strategy=strategy)
+    before = _kernels(model)
+    curve = trainer.train_round()
+    assert [r["iteration"] for r in curve] == [10, 20]
+    assert all(np.any(_kernels(model)[n] != before[n]) for n in before)

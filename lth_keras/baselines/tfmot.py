@@ -239,6 +239,7 @@ class _Round:
         config, (x_train, y_train), seed = self.config, self.data["train"], self.seed
         scale = self.iterations / config.iterations
         optimizer = _make_optimizer(tfk, config, tuple(int(round(b * scale)) for b in config.lr_boundaries))
+        l2 = schedule.coupled_weight_decay(config.optimizer, config.weight_decay)
         optimizer.build(model.trainable_variables)
         batch = config.batch_size
         steps_per_epoch = int(x_train.shape[0]) // batch
@@ -263,6 +264,8 @@ class _Round:
                     if model.losses:
                         loss += tf.add_n(model.losses)
                 grads = tape.gradient(loss, model.trainable_variables)
+                if l2:  # coupled weight decay, as lth_keras.training.Trainer
+                    grads = [g + l2 * v for g, v in zip(grads, model.trainable_variables)]
                 optimizer.apply_gradients(zip(grads, model.trainable_variables))
                 loss_sum += tf.reduce_sum(ce)
                 correct_sum += tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
