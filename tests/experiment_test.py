@@ -345,7 +345,7 @@ def test_checkpoints_follow_evaluations_that_are_not_multiples(tmp_path):
 def test_synthetic_data_works_with_every_other_flag_at_its_default():
     config = experiment.ExperimentConfig(dataset="synthetic").resolve()
     assert config.validation_size == datasets.default_validation_size("synthetic") == 200
-    data = experiment._load_data(config)
+    data = experiment.load_dataset(config)
     assert len(data.x_val) == 200 and len(data.x_train) == 1000 >= config.batch_size
     # Real datasets keep the paper's 5000.
     assert experiment.ExperimentConfig(dataset="mnist").resolve().validation_size == 5000
