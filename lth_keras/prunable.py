@@ -284,6 +284,10 @@ def _recreate(layer, cls, config):
     build_config = layer.get_build_config()
     if build_config:
         new.build_from_config(build_config)
+        # A subclassed model is built by a symbolic run that creates its
+        # variables but leaves `built` unset.
+        if layer.built and not new.built:
+            new.built = True
     elif not new.built and layer.built:
         raise ValueError(
             f"Layer {layer.name!r} was built without a recorded input shape; call the "
