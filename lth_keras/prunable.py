@@ -276,11 +276,13 @@ def _recreate(layer, cls, config):
     try:
         new = cls.from_config(config)
     except Exception as e:  # noqa: BLE001 - any failure means the same to the user
-        raise TypeError(
-            f"{type(layer).__name__} {layer.name!r} cannot be re-created from its config "
-            f"({type(e).__name__}: {e}). Give it a `get_config` that returns its constructor "
-            "arguments (and a `from_config` if they are not plain values)."
-        ) from None
+        new = _recreate_from_init_arguments(layer, cls)
+        if new is None:
+            raise TypeError(
+                f"{type(layer).__name__} {layer.name!r} cannot be re-created from its config "
+                f"({type(e).__name__}: {e}). Give it a `get_config` that returns its constructor "
+                "arguments (and a `from_config` if they are not plain values)."
+            ) from None
     build_config = layer.get_build_config()
     if build_config:
         new.build_from_config(build_config)
@@ -293,6 +295,26 @@ def _recreate(layer, cls, config):
             f"Layer {layer.name!r} was built without a recorded input shape; call the "
             "model on one batch (or `model.build(input_shape)`) before copying it."
         )
+    return new
+
+
+def _recreate_from_init_arguments(layer, cls):
+    """``cls(*the arguments the layer was constructed with*)``, or None.
+
+    Keras records them for every layer; a subclassed model whose ``__init__``
+    takes no ``name``/``trainable``/``dtype`` cannot be rebuilt from its
+    default config, but can be from these.
+    """
+    recorded = getattr(layer, "_auto_config", None)
+    if recorded is None or cls is not type(layer):
+        return None
+    try:
+        new = cls(**dict(recorded.config))
+    except Exception:  # noqa: BLE001
+        return None
+    if new.name != layer.name:
+        # Before build, so that variable paths carry the original's name.
+        new.name = layer.name
     return new
 
 
