@@ -175,3 +175,25 @@ def test_import_does_not_import_tensorflow():
     env = dict(os.environ, PYTHONPATH=REPO)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("key", sorted(SPECS))
+def test_premasked_fast_path_is_exact_once_pruned_weights_are_zero(key):
+    # The Trainer traces its step inside `premasked`: every masked weight,
+    # the attention projections included, must then be read as stored.
+    x = make_input(key)
+    model = single_layer_model(key)
+    for i, mw in enumerate(lth_layers.masked_weights(model)):
+        # Raw mask writes: the pruned entries still hold their values.
+        mw.mask.assign((np.random.default_rng(i).random(mw.mask.shape) < 0.5).astype("float32"))
+    reference = numpy_of(model(x))
+    with lth_layers.premasked(model):
+        stale = numpy_of(model(x))
+    assert not np.allclose(stale, reference)
+    lth_layers.apply_masks_to_weights(model)
+    with lth_layers.premasked(model):
+        np.testing.assert_array_equal(numpy_of(model(x)), reference)
+
+
+def numpy_of(x):
+    return keras.ops.convert_to_numpy(x)
