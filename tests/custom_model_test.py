@@ -98,3 +98,19 @@ def test_binary_runs_two_rounds_on_a_custom_model_and_resumes(tmp_path):
     missing = run_main(*[a for a in args if not a.startswith("--learning_rate")], f"--output_dir={tmp_path}/other")
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert "error: --learning_rate: is required with --model=_custom_models:small_cnn" in missing.stderr
+
+
+def test_the_mobilenet_v2_example_flagfile_resolves_to_a_prunable_mobilenet():
+    from absl import flags
+
+    from lth_keras import main as lth_main
+
+    fv = flags.FlagValues()
+    lth_main.define_flags(flag_values=fv)
+    fv(["lth_keras.main", f"--flagfile={os.path.join(REPO, 'figures', 'mobilenet_v2_fashion_mnist.flags')}"])
+    resolved = lth_main.config_from_flags(flag_values=fv).resolve()
+    assert (resolved.model, resolved.pruning, resolved.rounds) == ("examples.mobilenet_v2_fashion:build", "global", 5)
+    model = models.build(resolved.model, (28, 28, 1), 10, seed=0)
+    kinds = {type(layer).__name__ for layer in lth_layers.masked_layers(model)}
+    assert kinds == {"MaskedConv2D", "MaskedDepthwiseConv2D", "MaskedDense"}
+    assert model.output_shape == (None, 10)
