@@ -14,9 +14,12 @@ How a model is copied depends on what it is:
   that already holds the original's values.
 - Any other layer or model that owns sublayers (a subclassed `keras.Model`,
   a custom layer, a wrapper such as `TimeDistributed`) is re-created from
-  its `get_config()`, built with its build config, given the original's
-  variables, and then its sublayer attributes (plain attributes, lists and
-  dicts of layers) are swapped for converted copies.
+  its `get_config()` (or, for an ``__init__`` without arguments, by calling
+  it), built with its build config, and its sublayers (plain attributes,
+  lists and dicts of layers) are swapped for converted copies of the
+  original's; its own variables are copied. A subclassed model whose
+  ``__init__`` takes arguments needs a `get_config` that returns them, as
+  for saving it to a ``.keras`` file.
 - Everything else is re-created from its config, built, and given the
   original's variables.
 
@@ -193,7 +196,7 @@ class _Converter:
         return bool(hits)
 
     def _target(self, layer):
-        """(class, config) of the copy, and whether it masks/folds."""
+        """(class, config) of the converted copy, or None: copy as it is."""
         if self.to_masked:
             cls = MASKABLE.get(type(layer))
             if cls is not None and not self._excluded(layer):
@@ -263,25 +266,23 @@ def _plain_type(layer):
 def _config_of(layer):
     try:
         return layer.get_config()
-    except NotImplementedError as e:
-        raise TypeError(
-            f"{type(layer).__name__} {layer.name!r} cannot be copied: lth_keras re-creates "
-            "subclassed models and layers from `get_config()`, and it raised "
-            f"NotImplementedError ({e}). Give {type(layer).__name__} a `get_config` that "
-            "returns its constructor arguments."
-        ) from None
+    except NotImplementedError:
+        return None  # _recreate falls back to the recorded constructor arguments
 
 
 def _recreate(layer, cls, config):
     try:
+        if config is None:
+            raise NotImplementedError(f"{type(layer).__name__}.get_config is not implemented")
         new = cls.from_config(config)
     except Exception as e:  # noqa: BLE001 - any failure means the same to the user
         new = _recreate_from_init_arguments(layer, cls)
         if new is None:
             raise TypeError(
-                f"{type(layer).__name__} {layer.name!r} cannot be re-created from its config "
-                f"({type(e).__name__}: {e}). Give it a `get_config` that returns its constructor "
-                "arguments (and a `from_config` if they are not plain values)."
+                f"{type(layer).__name__} {layer.name!r} cannot be copied: lth_keras re-creates "
+                f"subclassed models and layers from their config, and that failed "
+                f"({type(e).__name__}: {e}). Give {type(layer).__name__} a `get_config` that returns "
+                "its constructor arguments (and a `from_config` if they are not plain values)."
             ) from None
     build_config = layer.get_build_config()
     if build_config:

@@ -302,3 +302,41 @@ def test_subclassed_copy_is_a_new_model_of_the_same_class():
     assert type(original.stem) is keras.layers.Conv2D
     folded = lth_keras.fold_masks(model)
     assert type(folded) is SubclassedNet and type(folded.head) is keras.layers.Dense
+
+
+class NoArguments(keras.Model):
+    """No get_config, and an __init__ that takes no name/trainable/dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.fc(x)
+
+
+class NeedsItsArguments(keras.Model):
+    """Constructor arguments that no get_config returns."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.fc = keras.layers.Dense(width)
+
+    def call(self, x):
+        return self.fc(x)
+
+
+def test_a_subclassed_model_without_arguments_needs_no_get_config():
+    model = NoArguments()
+    x = rand((2, 5))
+    model(x)
+    prunable = lth_keras.make_prunable(model)
+    assert type(prunable.fc) is lth_keras.MaskedDense and prunable.name == model.name
+    np.testing.assert_array_equal(numpy(prunable(x)), numpy(model(x)))
+
+
+def test_a_model_that_cannot_be_recreated_gets_an_error_saying_what_to_add():
+    model = NeedsItsArguments(2)
+    model(rand((2, 5)))
+    with pytest.raises(TypeError, match="NeedsItsArguments a `get_config` that returns its constructor arguments"):
+        lth_keras.make_prunable(model)
