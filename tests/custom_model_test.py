@@ -95,6 +95,15 @@ def test_binary_runs_two_rounds_on_a_custom_model_and_resumes(tmp_path):
     again = run_main(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("skipped") == 3, again.stdout
+    # Export folds the custom model's masks into plain Keras layers.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([TESTS, REPO]))
+    exported = subprocess.run(
+        [sys.executable, "-m", "lth_keras.export", f"--results={tmp_path / 'mine'}", "--round=1", "--format=keras",
+         f"--out={tmp_path / 'ticket.keras'}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (tmp_path / "ticket.keras").is_file()
     missing = run_main(*[a for a in args if not a.startswith("--learning_rate")], f"--output_dir={tmp_path}/other")
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert "error: --learning_rate: is required with --model=_custom_models:small_cnn" in missing.stderr
