@@ -39,6 +39,12 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "scikit-learn"],
+        # Other Keras backends for the library part (masked layers,
+        # make_prunable, pruning, the callback). The binaries stay TensorFlow.
+        "jax": ["jax", "jaxlib"],
+        # Plain `torch` from PyPI brings CUDA; for a CPU-only machine install
+        # the CPU wheel instead (see BUILD.md).
+        "torch": ["torch"],
         # Runs only in its own process (lth_keras.baselines); never imported
         # by the core, because it switches tf.keras to tf_keras.
         "tfmot": ["tensorflow-model-optimization", "tf_keras"],

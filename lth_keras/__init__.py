@@ -1,13 +1,17 @@
 """lth_keras: the Lottery Ticket Hypothesis for Keras 3.
 
-Masked layers (`MaskedDense`, `MaskedConv2D`, the `MaskedLayer` protocol),
-pure pruning math (`lth_keras.pruning`) and the `IterativeMagnitudePruning`
-callback that finds winning tickets inside `model.fit`.
+Masked layers (`MaskedDense`, `MaskedConv2D`, ... and the `MaskedLayer`
+protocol), `make_prunable` for any Keras model, pure pruning math
+(`lth_keras.pruning`) and the `IterativeMagnitudePruning` callback that finds
+winning tickets inside `model.fit`.
 
 Importing the package imports the masked layers, which registers them with
 `keras.saving`: ``import lth_keras`` is all `keras.models.load_model` needs
-to read a model with masks. (It also means TensorFlow loads with it, except
-in ``python -m lth_keras.figures``, which only reads CSV files.)
+to read a model with masks. The library part runs on every Keras backend
+(TensorFlow, JAX, PyTorch) and imports TensorFlow only on TensorFlow's; the
+experiment binary, distribution and export are TensorFlow.
+(The binaries set TensorFlow's log level before TensorFlow loads, and
+``python -m lth_keras.figures`` only reads CSV files: it imports no Keras.)
 """
 
 from lth_keras import _startup
@@ -15,18 +19,42 @@ from lth_keras import _startup
 _startup.prepare()  # a binary's TensorFlow log level, set before TensorFlow loads
 
 if not _startup.tensorflow_free():  # python -m lth_keras.figures reads CSVs: no TensorFlow
-    from lth_keras import callbacks, layers, pruning
+    from lth_keras import callbacks, layers, prunable, pruning
     from lth_keras.callbacks import IterativeMagnitudePruning
-    from lth_keras.layers import MaskedConv2D, MaskedDense, MaskedLayer
+    from lth_keras.layers import (
+        MaskedConv1D,
+        MaskedConv2D,
+        MaskedConv2DTranspose,
+        MaskedConv3D,
+        MaskedDense,
+        MaskedDepthwiseConv2D,
+        MaskedEinsumDense,
+        MaskedEmbedding,
+        MaskedLayer,
+        MaskedMultiHeadAttention,
+        MaskedSeparableConv2D,
+    )
+    from lth_keras.prunable import fold_masks, make_prunable
 
 __version__ = "0.1.0"
 
 __all__ = [
     "IterativeMagnitudePruning",
+    "MaskedConv1D",
     "MaskedConv2D",
+    "MaskedConv2DTranspose",
+    "MaskedConv3D",
     "MaskedDense",
+    "MaskedDepthwiseConv2D",
+    "MaskedEinsumDense",
+    "MaskedEmbedding",
     "MaskedLayer",
+    "MaskedMultiHeadAttention",
+    "MaskedSeparableConv2D",
     "callbacks",
+    "fold_masks",
     "layers",
+    "make_prunable",
+    "prunable",
     "pruning",
 ]

@@ -54,7 +54,7 @@ class ExperimentConfig:
     None means "the model's default from the paper" (`lth_keras.models`).
     """
 
-    model: str = _field("lenet", "Model: lenet, conv2, conv4, conv6, vgg19, resnet18.")
+    model: str = _field("lenet", "Model: lenet, conv2, conv4, conv6, vgg19, resnet18, or your own as module:callable (see lth_keras.models.build_custom).")
     dataset: typing.Optional[str] = _field(None, "Dataset: mnist, fashion_mnist, cifar10, synthetic (default: the model's).")
     data_dir: typing.Optional[str] = _field(None, "Directory with local IDX files or CIFAR10 binary batches.", defining=False)
     tfds_data_dir: typing.Optional[str] = _field(None, "tensorflow-datasets data dir.", defining=False)
@@ -123,9 +123,15 @@ class ExperimentConfig:
         """
         from lth_keras import models
 
-        if self.model not in models.MODELS:
+        if models.is_custom(self.model):
+            try:
+                d = models.custom_defaults(self.model, dataclasses.asdict(self), datasets.DATASETS)
+            except models.CustomModelError as e:
+                raise ConfigError(e.flag, str(e)) from None
+        elif self.model not in models.MODELS:
             raise ConfigError("model", f"unknown model {self.model!r}; known: {', '.join(sorted(models.MODELS))}.")
-        d = models.defaults(self.model)
+        else:
+            d = models.defaults(self.model)
         filled = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

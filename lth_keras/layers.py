@@ -39,7 +39,15 @@ from keras import ops
 __all__ = [
     "MaskedLayer",
     "MaskedDense",
+    "MaskedEinsumDense",
+    "MaskedEmbedding",
+    "MaskedMultiHeadAttention",
+    "MaskedConv1D",
     "MaskedConv2D",
+    "MaskedConv3D",
+    "MaskedConv2DTranspose",
+    "MaskedDepthwiseConv2D",
+    "MaskedSeparableConv2D",
     "MaskedWeight",
     "masked_layers",
     "masked_weights",
@@ -92,7 +100,8 @@ class MaskedLayer:
     with ones that store every variable, masks included. (Quantized modes
     are not supported on masked layers: fold the masks first.)
 
-    Example: a prunable depthwise convolution.
+    Example: a prunable depthwise convolution (lth_keras ships one,
+    `MaskedDepthwiseConv2D`; this is how such a layer is written).
 
     ```python
     @keras.saving.register_keras_serializable(package="my_project")
@@ -311,20 +320,386 @@ class MaskedConv2D(MaskedLayer, keras.layers.Conv2D):
         return outputs
 
 
+def _add_bias(outputs, bias, channels, rank, data_format):
+    if data_format == "channels_last":
+        shape = (1,) * (rank + 1) + (channels,)
+    else:
+        shape = (1, channels) + (1,) * rank
+    return ops.add(outputs, ops.reshape(bias, shape))
+
+
+@keras.saving.register_keras_serializable(package="lth_keras")
+class MaskedConv1D(MaskedLayer, keras.layers.Conv1D):
+    """A `keras.layers.Conv1D` whose kernel is multiplied by a 0/1 mask.
+
+    Takes exactly the arguments of `keras.layers.Conv1D` (``"causal"``
+    padding included); holds a non-trainable ``mask`` of the kernel's shape.
+    The bias is not masked.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: length of the convolution window.
+        **kwargs: any other `keras.layers.Conv1D` argument.
+
+    Example:
+
+    ```python
+    conv = lth_keras.MaskedConv1D(8, 3, padding="causal")
+    y = conv(np.zeros((2, 20, 4), "float32"))   # shape (2, 20, 8)
+    conv.mask.shape                               # (3, 4, 8)
+    ```
+    """
+
+    pruning_kind = "conv"
+    unmasked_class = keras.layers.Conv1D
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_mask("kernel", "mask")
+
+    def call(self, inputs):
+        padding = self.padding
+        if padding == "causal":
+            inputs = ops.pad(inputs, self._compute_causal_padding())
+            padding = "valid"
+        outputs = ops.conv(
+            inputs, self.masked("kernel"), strides=list(self.strides), padding=padding,
+            dilation_rate=self.dilation_rate, data_format=self.data_format,
+        )
+        if self.use_bias:
+            outputs = _add_bias(outputs, self.bias, self.filters, self.rank, self.data_format)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+@keras.saving.register_keras_serializable(package="lth_keras")
+class MaskedConv3D(MaskedLayer, keras.layers.Conv3D):
+    """A `keras.layers.Conv3D` whose kernel is multiplied by a 0/1 mask.
+
+    Takes exactly the arguments of `keras.layers.Conv3D`; holds a
+    non-trainable ``mask`` of the kernel's shape. The bias is not masked.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: size of the convolution window.
+        **kwargs: any other `keras.layers.Conv3D` argument.
+
+    Example:
+
+    ```python
+    conv = lth_keras.MaskedConv3D(4, 3, padding="same")
+    y = conv(np.zeros((1, 8, 8, 8, 2), "float32"))   # shape (1, 8, 8, 8, 4)
+    conv.mask.shape                                    # (3, 3, 3, 2, 4)
+    ```
+    """
+
+    pruning_kind = "conv"
+    unmasked_class = keras.layers.Conv3D
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_mask("kernel", "mask")
+
+    def call(self, inputs):
+        outputs = self.convolution_op(inputs, self.masked("kernel"))
+        if self.use_bias:
+            outputs = _add_bias(outputs, self.bias, self.filters, self.rank, self.data_format)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+@keras.saving.register_keras_serializable(package="lth_keras")
+class MaskedConv2DTranspose(MaskedLayer, keras.layers.Conv2DTranspose):
+    """A `keras.layers.Conv2DTranspose` whose kernel is multiplied by a mask.
+
+    Takes exactly the arguments of `keras.layers.Conv2DTranspose`; holds a
+    non-trainable ``mask`` of the kernel's shape ``(kh, kw, filters,
+    in_channels)``. The bias is not masked.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: size of the transposed convolution window.
+        **kwargs: any other `keras.layers.Conv2DTranspose` argument.
+
+    Example:
+
+    ```python
+    up = lth_keras.MaskedConv2DTranspose(8, 3, strides=2, padding="same")
+    y = up(np.zeros((1, 16, 16, 4), "float32"))   # shape (1, 32, 32, 8)
+    up.mask.shape                                   # (3, 3, 8, 4)
+    ```
+    """
+
+    pruning_kind = "conv"
+    unmasked_class = keras.layers.Conv2DTranspose
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_mask("kernel", "mask")
+
+    def call(self, inputs):
+        outputs = ops.conv_transpose(
+            inputs, self.masked("kernel"), strides=list(self.strides), padding=self.padding,
+            output_padding=self.output_padding, dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
+        if self.use_bias:
+            outputs = _add_bias(outputs, self.bias, self.filters, self.rank, self.data_format)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+@keras.saving.register_keras_serializable(package="lth_keras")
+class MaskedDepthwiseConv2D(MaskedLayer, keras.layers.DepthwiseConv2D):
+    """A `keras.layers.DepthwiseConv2D` whose kernel is multiplied by a mask.
+
+    Takes exactly the arguments of `keras.layers.DepthwiseConv2D`; holds a
+    non-trainable ``mask`` of the depthwise kernel's shape ``(kh, kw,
+    in_channels, depth_multiplier)``. The bias is not masked. MobileNet and
+    EfficientNet are mostly made of these.
+
+    Args:
+        kernel_size: size of the depthwise window.
+        **kwargs: any other `keras.layers.DepthwiseConv2D` argument.
+
+    Example:
+
+    ```python
+    dw = lth_keras.MaskedDepthwiseConv2D(3, padding="same")
+    y = dw(np.zeros((1, 8, 8, 16), "float32"))   # shape (1, 8, 8, 16)
+    dw.mask.shape                                  # (3, 3, 16, 1)
+    ```
+    """
+
+    pruning_kind = "conv"
+    unmasked_class = keras.layers.DepthwiseConv2D
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_mask("kernel", "mask")
+
+    def call(self, inputs):
+        outputs = ops.depthwise_conv(
+            inputs, self.masked("kernel"), strides=self.strides, padding=self.padding,
+            dilation_rate=self.dilation_rate, data_format=self.data_format,
+        )
+        if self.use_bias:
+            channels = self.depth_multiplier * self._get_input_channel(inputs.shape)
+            outputs = _add_bias(outputs, self.bias, channels, self.rank, self.data_format)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+@keras.saving.register_keras_serializable(package="lth_keras")
+class MaskedSeparableConv2D(MaskedLayer, keras.layers.SeparableConv2D):
+    """A `keras.layers.SeparableConv2D` with both kernels masked.
+
+    Takes exactly the arguments of `keras.layers.SeparableConv2D`; holds
+    ``depthwise_mask`` and ``pointwise_mask``. Its masked weights are named
+    ``"<layer>/depthwise_kernel"`` and ``"<layer>/pointwise_kernel"``, so
+    rates and `exclude` patterns can address either one.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: size of the depthwise window.
+        **kwargs: any other `keras.layers.SeparableConv2D` argument.
+
+    Example:
+
+    ```python
+    sep = lth_keras.MaskedSeparableConv2D(8, 3, padding="same", name="sep")
+    y = sep(np.zeros((1, 8, 8, 4), "float32"))         # shape (1, 8, 8, 8)
+    [mw.name for mw in sep.masked_weights()]
+    # ['sep/depthwise_kernel', 'sep/pointwise_kernel']
+    ```
+    """
+
+    pruning_kind = "conv"
+    unmasked_class = keras.layers.SeparableConv2D
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_mask("depthwise_kernel", "depthwise_mask")
+        self.add_mask("pointwise_kernel", "pointwise_mask")
+
+    def call(self, inputs):
+        outputs = ops.separable_conv(
+            inputs, self.masked("depthwise_kernel"), self.masked("pointwise_kernel"),
+            strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
+        if self.use_bias:
+            outputs = _add_bias(outputs, self.bias, self.filters, self.rank, self.data_format)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+@keras.saving.register_keras_serializable(package="lth_keras")
+class MaskedEinsumDense(MaskedLayer, keras.layers.EinsumDense):
+    """A `keras.layers.EinsumDense` whose kernel is multiplied by a 0/1 mask.
+
+    Takes exactly the arguments of `keras.layers.EinsumDense`; holds a
+    non-trainable ``mask`` of the kernel's shape. The bias is not masked.
+
+    Args:
+        equation: the einsum equation, e.g. ``"ab,bc->ac"``.
+        output_shape: the output shape without the batch dimension.
+        **kwargs: any other `keras.layers.EinsumDense` argument.
+
+    Example:
+
+    ```python
+    layer = lth_keras.MaskedEinsumDense("abc,cd->abd", output_shape=(None, 8),
+                                        bias_axes="d")
+    y = layer(np.ones((2, 5, 4), "float32"))   # shape (2, 5, 8)
+    layer.mask.shape                             # (4, 8)
+    ```
+    """
+
+    pruning_kind = "dense"
+    unmasked_class = keras.layers.EinsumDense
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_mask("kernel", "mask")
+
+    def call(self, inputs, training=None):
+        x = ops.einsum(self.equation, inputs, self.masked("kernel"))
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+@keras.saving.register_keras_serializable(package="lth_keras")
+class MaskedEmbedding(MaskedLayer, keras.layers.Embedding):
+    """A `keras.layers.Embedding` whose table is multiplied by a 0/1 mask.
+
+    Takes exactly the arguments of `keras.layers.Embedding`; holds a
+    non-trainable ``mask`` of the table's shape ``(input_dim, output_dim)``.
+    Its `pruning_kind` is ``"embedding"``: layerwise rates by kind prune it
+    only when ``rates`` has an ``"embedding"`` key (or names the layer);
+    global pruning ranks it with everything else.
+
+    Args:
+        input_dim: vocabulary size.
+        output_dim: embedding dimension.
+        **kwargs: any other `keras.layers.Embedding` argument.
+
+    Example:
+
+    ```python
+    emb = lth_keras.MaskedEmbedding(100, 16)
+    y = emb(np.array([[1, 2, 3]]))   # shape (1, 3, 16)
+    emb.mask.shape                    # (100, 16)
+    ```
+    """
+
+    pruning_kind = "embedding"
+    unmasked_class = keras.layers.Embedding
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self.add_mask("embeddings", "mask")
+
+    def call(self, inputs):
+        if inputs.dtype != "int32" and inputs.dtype != "int64":
+            inputs = ops.cast(inputs, "int32")
+        outputs = ops.take(self.masked("embeddings"), inputs, axis=0)
+        return ops.cast(outputs, dtype=self.compute_dtype)
+
+
+_ATTENTION_PROJECTIONS = (
+    ("_query_dense", "query"),
+    ("_key_dense", "key"),
+    ("_value_dense", "value"),
+    ("_output_dense", "attention_output"),
+)
+
+
+@keras.saving.register_keras_serializable(package="lth_keras")
+class MaskedMultiHeadAttention(MaskedLayer, keras.layers.MultiHeadAttention):
+    """A `keras.layers.MultiHeadAttention` with masked projection kernels.
+
+    Takes exactly the arguments of `keras.layers.MultiHeadAttention`. Its
+    query, key, value and output projections are `MaskedEinsumDense` layers;
+    the layer reports their kernels as four masked weights named
+    ``"<layer>/query"``, ``"<layer>/key"``, ``"<layer>/value"`` and
+    ``"<layer>/attention_output"`` (kind ``"dense"``). Biases and the
+    optional gate projection are not masked.
+
+    Args:
+        num_heads: number of attention heads.
+        key_dim: size of each head for query and key.
+        **kwargs: any other `keras.layers.MultiHeadAttention` argument.
+
+    Example:
+
+    ```python
+    mha = lth_keras.MaskedMultiHeadAttention(2, key_dim=4, name="mha")
+    x = np.ones((1, 5, 8), "float32")
+    y = mha(x, x)                                  # shape (1, 5, 8)
+    [mw.name for mw in mha.masked_weights()]
+    # ['mha/query', 'mha/key', 'mha/value', 'mha/attention_output']
+    ```
+    """
+
+    pruning_kind = "dense"
+    unmasked_class = keras.layers.MultiHeadAttention
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        super().build(query_shape, value_shape, key_shape)
+        for attr, _ in _ATTENTION_PROJECTIONS:
+            plain = getattr(self, attr)
+            masked = MaskedEinsumDense.from_config(plain.get_config())
+            masked.build_from_config(plain.get_build_config())
+            # The plain projection's initial values are kept, so that a masked
+            # and a plain layer built with the same seed start alike.
+            for new, old in zip(masked.weights, plain.weights):
+                new.assign(old)
+            # In place in the tracked sublayers, so variable order is kept.
+            self._tracker.replace_tracked_value("layers", plain, masked)
+            setattr(self, attr, masked)
+
+    def masked_weights(self) -> list[MaskedWeight]:
+        result = []
+        for attr, short in _ATTENTION_PROJECTIONS:
+            for mw in getattr(self, attr).masked_weights():
+                result.append(mw._replace(name=f"{self.name}/{short}", kind=self.pruning_kind))
+        return result
+
+
 # --------------------------------------------------------------------------
 # Model-level helpers. Keys are `MaskedWeight.name`s, values numpy arrays.
 
 
 def masked_layers(model) -> list[MaskedLayer]:
-    """Every `MaskedLayer` inside `model` (nested ones too), in model order."""
+    """Every `MaskedLayer` inside `model` (nested ones too), in model order.
+
+    A masked layer's own masked sublayers (the projections of
+    `MaskedMultiHeadAttention`) are reported through it, not listed again.
+    """
     if isinstance(model, MaskedLayer):
         return [model]
     seen, result = set(), []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, MaskedLayer) and id(layer) not in seen:
-            seen.add(id(layer))
-            result.append(layer)
+
+    def visit(layer):
+        for child in layer._flatten_layers(include_self=False, recursive=False):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            if isinstance(child, MaskedLayer):
+                result.append(child)
+            else:
+                visit(child)
+
+    visit(model)
     return result
+
+
+def _all_masked_layers(model):
+    """Every `MaskedLayer`, including masked sublayers of masked layers."""
+    found = {}
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, MaskedLayer):
+            found.setdefault(id(layer), layer)
+    return list(found.values())
 
 
 def masked_weights(model, include=None, exclude=None) -> list[MaskedWeight]:
@@ -436,7 +811,7 @@ def premasked(model):
         logits = model(x)   # equals model(x) outside the context
     ```
     """
-    layers = masked_layers(model)
+    layers = _all_masked_layers(model)
     previous = [getattr(layer, "_lth_premasked", False) for layer in layers]
     for layer in layers:
         # object.__setattr__: a plain flag, not something Keras should track.
@@ -468,10 +843,10 @@ def fraction_remaining(model) -> float:
 def fold_masks(model) -> keras.Model:
     """A copy of `model` with every mask folded into plain Keras layers.
 
-    Each `MaskedLayer` becomes its `unmasked_class` (e.g. `MaskedDense` ->
-    `Dense`) holding ``weight * mask``; other layers are copied with their
-    weights. The result loads with Keras alone, without lth_keras. Works for
-    Sequential and functional models.
+    The same function as `lth_keras.fold_masks` (`lth_keras.prunable`), kept
+    here where it always was: any model `lth_keras.make_prunable` produces,
+    Sequential, functional, nested or subclassed, becomes plain Keras layers
+    holding ``weight * mask``, with the same outputs.
 
     Example:
 
@@ -480,32 +855,7 @@ def fold_masks(model) -> keras.Model:
     plain.save("ticket.keras")   # no lth_keras needed to load it
     ```
     """
-    pairs = []
+    # Imported here: prunable builds on this module, not the other way round.
+    from lth_keras import prunable
 
-    def clone(layer):
-        new = layer.unmasked_layer() if isinstance(layer, MaskedLayer) else layer.__class__.from_config(layer.get_config())
-        pairs.append((layer, new))
-        return new
-
-    try:
-        plain = keras.models.clone_model(model, clone_function=clone)
-    except ValueError as e:
-        # Keras clones only Sequential and functional models with a clone_function.
-        raise TypeError(
-            "fold_masks supports Sequential and functional models; for a "
-            "subclassed model, build a plain twin and copy `kernel * mask` "
-            f"into it. ({e})"
-        ) from None
-    for old, new in pairs:
-        if not old.weights:
-            continue
-        values = {}
-        for variable in old.weights:
-            values[variable.path.split("/")[-1]] = np.array(variable.numpy())
-        if isinstance(old, MaskedLayer):
-            for mw in old.masked_weights():
-                key = mw.weight.path.split("/")[-1]
-                values[key] = np.where(mw.mask.numpy() != 0, values[key], 0).astype(values[key].dtype)
-        for variable in new.weights:
-            variable.assign(values[variable.path.split("/")[-1]])
-    return plain
+    return prunable.fold_masks(model)

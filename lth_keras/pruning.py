@@ -99,8 +99,10 @@ def resolve_rates(
         rates: one of
             - a float: every layer at that rate, the output layer at half;
             - a dict by kind, keys among ``"dense"``, ``"conv"``,
-              ``"output"``: kinds not given are not pruned, except that the
-              output layer defaults to half the ``"dense"`` rate;
+              ``"output"`` and any `pruning_kind` a layer in `kinds` has
+              (e.g. ``"embedding"``): kinds not given are not pruned,
+              except that the output layer defaults to half the
+              ``"dense"`` rate;
             - a dict by name (masked-weight or layer name): layers not named
               are not pruned. Names and kinds may be mixed; a name wins.
         kinds: ``{name: kind}`` for every masked weight, in model order.
@@ -117,14 +119,16 @@ def resolve_rates(
         raise ValueError(f"output layer {output!r} is not a masked layer; known: {list(kinds)}.")
     if isinstance(rates, Mapping):
         layer_names = {n.split("/")[0] for n in kinds}
+        # A layer's own `pruning_kind` (e.g. "embedding") is a kind too.
+        known_kinds = tuple(KINDS) + tuple(sorted(set(kinds.values()) - set(KINDS)))
         for key, value in rates.items():
-            if key not in KINDS and key not in kinds and key not in layer_names:
+            if key not in known_kinds and key not in kinds and key not in layer_names:
                 raise ValueError(
-                    f"Unknown key {key!r} in rates: not a kind {KINDS} nor a "
+                    f"Unknown key {key!r} in rates: not a kind {known_kinds} nor a "
                     f"masked layer {list(kinds)}."
                 )
             validate_rate(value, f"rates[{key!r}]")
-        by_kind = {k: float(v) for k, v in rates.items() if k in KINDS}
+        by_kind = {k: float(v) for k, v in rates.items() if k in known_kinds}
         if "output" not in by_kind and "dense" in by_kind:
             by_kind["output"] = by_kind["dense"] / 2
         result = {}

@@ -473,7 +473,7 @@ def test_fold_masks_functional():
     check_folded(model, rand((3, 6, 6, 2)))
 
 
-def test_fold_masks_rejects_subclassed_model():
+def test_fold_masks_subclassed_model():
     class Net(keras.Model):
         def __init__(self):
             super().__init__()
@@ -483,9 +483,14 @@ def test_fold_masks_rejects_subclassed_model():
             return self.fc(x)
 
     model = Net()
-    model(np.ones((1, 3), "float32"))
-    with pytest.raises(TypeError, match="subclassed"):
-        lth_layers.fold_masks(model)
+    x = rand((4, 3))
+    model(x)
+    lth_layers.set_masks(model, {model.fc.name: random_mask((3, 2), 1)})
+    folded = lth_layers.fold_masks(model)
+    assert type(folded) is Net and type(folded.fc) is keras.layers.Dense
+    assert folded.name == model.name
+    np.testing.assert_array_equal(folded(x).numpy(), model(x).numpy())
+    np.testing.assert_array_equal(folded.fc.kernel.numpy(), model.fc.kernel.numpy() * model.fc.mask.numpy())
 
 
 # ============================================================== .keras round trip in a fresh process
