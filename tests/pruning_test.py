@@ -397,3 +397,12 @@ def test_prune_dispatches_layerwise_and_global():
         pruning.prune(weights, masks, 0.2, kinds=kinds, scope="local")
     with pytest.raises(ValueError):
         pruning.prune(weights, masks, {"dense": 0.2}, kinds=kinds, scope="global")
+
+
+def test_a_layers_own_kind_is_a_rates_key():
+    kinds = {"emb": "embedding", "fc": "dense", "out": "dense"}
+    rates = pruning.resolve_rates({"embedding": 0.3, "dense": 0.2}, kinds, output="out")
+    assert rates == {"emb": 0.3, "fc": 0.2, "out": 0.1}
+    assert pruning.resolve_rates({"embedding": 0.3}, kinds) == {"emb": 0.3, "fc": 0.0, "out": 0.0}
+    with pytest.raises(ValueError, match=r"Unknown key 'attention'.*'embedding'"):
+        pruning.resolve_rates({"attention": 0.3}, kinds)
