@@ -265,6 +265,8 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
     from lth_keras.config import ConfigError, load_dataset
 
     log = log or (lambda message: print(message, flush=True))
+    if seeds is not None and len(seeds) != 2:
+        raise InstabilityError(f"--copy_seeds takes two seeds, got {list(seeds)}.")
     try:
         config = cli.saved_config(results_dir, error=InstabilityError)
     except ConfigError as e:
@@ -291,8 +293,6 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
     missing = [(t, r) for t in trials for r in rounds if not exp_dir.is_round_done(t, "ticket", r)]
     if missing:
         raise InstabilityError(f"--rounds: the ticket rounds (trial, round) {missing} are not finished.")
-    if seeds is not None and len(seeds) != 2:
-        raise InstabilityError(f"--copy_seeds takes two seeds, got {list(seeds)}.")
     alphas = path_alphas(points)
 
     def pair(t):
