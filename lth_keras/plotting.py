@@ -61,7 +61,7 @@ NETWORK_COLORS = (
 )
 
 # The arms the runner trains by default and its built-in controls.
-DEFAULT_ARMS = tuple(a for a in arms.names() if not arms.get(a).external)
+DEFAULT_ARMS = tuple(a for a in arms.names() if not arms.get(a).external and arms.get(a).plotted_by_default)
 DEFAULT_PMS = (100, 51.3, 21.1, 7.0, 3.6, 1.9)
 DEFAULT_REINIT_PMS = (51.3, 21.1)
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import keras
+import matplotlib.colors
 import numpy as np
 import pytest
 
@@ -203,6 +204,20 @@ def test_each_arm_reaches_the_tickets_counts_layerwise(tmp_path):
         assert kept.min() >= dropped.max(), name
     rows = {(r["arm"], r["round"]) for r in __import__("csv").DictReader(open(exp.summary_csv_path))}
     assert {(a, "2") for a in PAI_ARMS} <= rows
+    # Figures overlay the arms an experiment ran, in their registered styles.
+    from lth_keras import plotting
+
+    fig, data = plotting.plot_metric_vs_pm(exp.root, "final_test_accuracy", arms=None)
+    assert set(PAI_ARMS) <= set(data["points"]["arm"])
+    assert all("'reinit'" in m or "'random_mask'" in m for m in data["missing"]), data["missing"]
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    by_label = {label: handle for handle, label in zip(handles, labels)}
+    for name in ("snip", "snip_shuffled", "synflow"):
+        arm = arms.get(name)
+        label = next(text for text in by_label if arm.label in text and ("shuffled" in text) == ("shuffled" in name))
+        handle = by_label[label]
+        line = handle[0] if isinstance(handle, tuple) or hasattr(handle, "lines") else handle
+        assert matplotlib.colors.same_color(line.get_color(), arm.color), (name, labels)
 
 
 def test_each_arm_reaches_the_tickets_total_global(tmp_path):
