@@ -4,7 +4,8 @@ The baselines lottery-ticket work is compared with today (Frankle et al.
 2021, "Pruning Neural Networks at Initialization: Why Are We Missing the
 Mark?"). Each method scores every prunable weight at θ0 and keeps the
 highest scores, to exactly the number of weights the ticket keeps at the
-same round: the same count in every layer (``--pruning=layerwise``) or the
+same round (scored at the ticket's reset point: θ0, or the weights at
+``--rewind_iteration``): the same count in every layer (``--pruning=layerwise``) or the
 same total over the prunable layers (``--pruning=global``, where the
 method picks its own per-layer sparsities). The arm then trains from θ0
 like the ticket and is written in the same schema. Scores:
@@ -420,14 +421,15 @@ def _scoring_examples(trial):
     return np.asarray(data.x_train[index], np.float32), np.asarray(data.y_train[index], np.int32)
 
 
-def pai_masks(method: str, trial, ticket_masks) -> dict[str, np.ndarray]:
-    """`method`'s masks at θ0 with the ticket's counts (see the module doc)."""
+def pai_masks(method: str, trial, ticket_masks, weights=None) -> dict[str, np.ndarray]:
+    """`method`'s masks with the ticket's counts, scored at `weights`
+    (default θ0; see the module doc)."""
     if method not in METHODS:
         raise ValueError(f"unknown pruning-at-initialization method {method!r}; known: {', '.join(METHODS)}.")
     scope = trial.config.pruning
     include = trial.prunable
     counts = target_counts(ticket_masks, scope, include)
-    model, theta0 = trial.model, trial.theta0
+    model, theta0 = trial.model, trial.theta0 if weights is None else weights
     if method == "synflow":
         masks = synflow_masks(model, counts, include=include, weights=theta0)
     else:
@@ -442,9 +444,15 @@ def pai_masks(method: str, trial, ticket_masks) -> dict[str, np.ndarray]:
 
 
 def start(trial, round_: int, method: str, shuffled: bool = False):
-    """An arm's ``start``: ``(masks, θ0)`` for round `round_` (`lth_keras.arms`)."""
-    masks = pai_masks(method, trial, trial.mask("ticket", round_))
+    """An arm's ``start``: ``(masks, weights)`` for round `round_` (`lth_keras.arms`).
+
+    The weights are the ticket's reset point, where the masks are also
+    scored: θ0, or with ``--rewind_iteration=k`` the weights at k (pruning
+    "after initialization", which then trains from k like the ticket and
+    the random-mask control)."""
+    weights = trial.reset_point()
+    masks = pai_masks(method, trial, trial.mask("ticket", round_), weights)
     if shuffled:
         seed = trial.seed + 300_007 * (round_ + 1) + zlib.crc32(method.encode()) % 100_003
         masks = shuffle_within_layers(masks, seed)
-    return masks, trial.theta0
+    return masks, weights

@@ -221,8 +221,15 @@ def test_each_arm_reaches_the_tickets_counts_layerwise(tmp_path):
 
 
 def test_each_arm_reaches_the_tickets_total_global(tmp_path):
-    exp = _run(tmp_path, "global", rounds=2, pruning="global")
+    exp = _run(tmp_path, "global", rounds=2, pruning="global", rewind_iteration=10)
     ticket = exp.read_mask(0, "ticket", 1)
+    # With rewinding, scored at and trained from the ticket's reset point (θ10).
+    rewound, theta0 = exp.read_reset_weights(0, "ticket", 1), exp.read_reset_weights(0, "ticket", 0)
+    for name in PAI_ARMS:
+        reset = exp.read_reset_weights(0, name, 1)
+        biases = [k for k, v in rewound.items() if k != "paths" and v.ndim == 1]
+        assert all(np.array_equal(reset[k], rewound[k]) for k in biases), name
+        assert not all(np.array_equal(reset[k], theta0[k]) for k in biases), name
     total = sum(int(np.count_nonzero(m)) for m in ticket.values())
     per_layer = {}
     for name in PAI_ARMS:
