@@ -13,8 +13,9 @@ like the ticket and is written in the same schema. Scores:
     magnitude_init: |θ0|.
     snip: |∂L/∂θ ⊙ θ| (Lee et al. 2019), L the cross-entropy on
         `examples` training examples at θ0, summed over batches.
-    grasp: θ ⊙ Hg (Wang et al. 2020), g = ∂L/∂θ with the logits divided by
-        a temperature of 200 and Hg the gradient of gᵀ·stop_grad(g). The
+    grasp: θ ⊙ Hg (Wang et al. 2020), g = ∂L/∂θ over the prunable weights
+        with the logits divided by a temperature of 200, and Hg the gradient
+        of gᵀ·stop_grad(g). The
         paper removes the highest S(−θ) = −θ ⊙ Hg; keeping the highest
         θ ⊙ Hg is the same mask (and what ganguli-lab/Synaptic-Flow does).
     synflow: |θ ⊙ ∂R/∂θ| (Tanaka et al. 2020), R the sum of the outputs
@@ -310,13 +311,16 @@ def snip_scores(model, x, y, *, weights=None, batch_size=None) -> dict[str, np.n
 
 def hessian_gradient_product(model, x, y, *, weights=None, temperature=GRASP_TEMPERATURE, batch_size=None):
     """(g, Hg) for every trainable variable, in `model.trainable_variables`
-    order: g the gradient of the cross-entropy of logits / `temperature`,
-    Hg the gradient of gᵀ·stop_grad(g) (summed over batches, as GraSP)."""
+    order: g the gradient of the cross-entropy of logits / `temperature`
+    with respect to the masked weights (zero for biases and other unmasked
+    variables, as GraSP and Synaptic-Flow score only the prunable weights),
+    and Hg the gradient of gᵀ·stop_grad(g), summed over batches."""
     import keras
 
     f = _Functional(model, weights, masks=_ones(model))
     batches = [(keras.ops.convert_to_tensor(xb, "float32"), keras.ops.convert_to_tensor(yb, "int32"))
                for xb, yb in _batches(x, y, batch_size or len(x))]
+    kernels = sorted(f.kernel_index.values())
 
     def loss(p, xb, yb):
         return _cross_entropy(f(p, xb) / temperature, yb)
@@ -325,17 +329,18 @@ def hessian_gradient_product(model, x, y, *, weights=None, temperature=GRASP_TEM
     for xb, yb in batches:
         grads = _gradients(lambda p: loss(p, xb, yb), f.trainable)
         g = grads if g is None else [a + b for a, b in zip(g, grads)]
-    g = [keras.ops.stop_gradient(keras.ops.convert_to_tensor(keras.ops.convert_to_numpy(t))) for t in g]
+    g = [np.asarray(keras.ops.convert_to_numpy(t)) if i in kernels else np.zeros(tuple(t.shape), np.float32)
+         for i, t in enumerate(g)]
+    stopped = [keras.ops.stop_gradient(keras.ops.convert_to_tensor(t)) for t in g]
     hg = None
     for xb, yb in batches:
         def g_dot(p):
             inner = _gradients(lambda q: loss(q, xb, yb), p)
-            return sum(keras.ops.sum(a * b) for a, b in zip(inner, g))
+            return sum(keras.ops.sum(inner[i] * stopped[i]) for i in kernels)
 
         h = _gradients(g_dot, f.trainable)
         hg = h if hg is None else [a + b for a, b in zip(hg, h)]
-    return ([np.asarray(keras.ops.convert_to_numpy(t)) for t in g],
-            [np.asarray(keras.ops.convert_to_numpy(t)) for t in hg])
+    return g, [np.asarray(keras.ops.convert_to_numpy(t)) for t in hg]
 
 
 def grasp_scores(model, x, y, *, weights=None, temperature=GRASP_TEMPERATURE, batch_size=None):

@@ -68,6 +68,8 @@ def test_grasp_hessian_gradient_product_matches_finite_differences():
     model = _mlp([5, 4, 3], activation="tanh")
     x, y = _data()
     g, hg = pai.hessian_gradient_product(model, x, y, temperature=1.0)
+    # g is over the prunable weights only (GraSP's), zero for the biases.
+    assert not g[1].any() and not g[3].any() and g[0].any() and g[2].any()
     f = pai._Functional(model)
     theta = [np.asarray(t, np.float32) for t in f.trainable]
     norm = np.sqrt(sum(float(np.sum(a.astype(np.float64) ** 2)) for a in g))
