@@ -279,8 +279,8 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
     if bad or not ks:
         raise InstabilityError(f"--rewind_iterations must be in [0, {config.iterations}) (the experiment's "
                                f"--iterations), got {list(rewind_iterations)}.")
-    if trials is None:
-        trials = sorted(t for t in range(config.trials) if exp_dir.is_round_done(t, "ticket", 0))
+    if trials is None:  # what the directory holds (config.json keeps only the defining flags' run)
+        trials = sorted(t for t in _indices(exp_dir.root, "trial_") if exp_dir.is_round_done(t, "ticket", 0))
     trials = [int(t) for t in trials]
     if not trials:
         raise InstabilityError(f"--results: {results_dir!r} has no finished ticket round 0.")
@@ -288,7 +288,8 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
         if not exp_dir.is_round_done(t, "ticket", 0):
             raise InstabilityError(f"--trials: trial {t} has no finished ticket round 0.")
     if rounds is None:
-        rounds = sorted(r for r in range(config.rounds) if all(exp_dir.is_round_done(t, "ticket", r) for t in trials))
+        found = set().union(*(_indices(os.path.join(exp_dir.root, f"trial_{t}", "ticket"), "round_") for t in trials))
+        rounds = sorted(r for r in found if all(exp_dir.is_round_done(t, "ticket", r) for t in trials))
     rounds = [int(r) for r in rounds]
     missing = [(t, r) for t in trials for r in rounds if not exp_dir.is_round_done(t, "ticket", r)]
     if missing:
@@ -322,6 +323,14 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
         plot_instability(path, os.path.join(exp_dir.root, FIGURE_NAME + ".png"))
     log(f"Done. Instability: {path}")
     return path
+
+
+def _indices(directory, prefix):
+    """The n of every ``<prefix><n>`` directory in `directory`."""
+    if not os.path.isdir(directory):
+        return set()
+    return {int(name[len(prefix):]) for name in os.listdir(directory)
+            if name.startswith(prefix) and name[len(prefix):].isdigit()}
 
 
 def _row_path(root, trial, round_, k):

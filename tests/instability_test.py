@@ -154,3 +154,12 @@ def test_results_are_atomic_files_in_the_experiment(high_lr):
     instability.run_instability(high_lr.root, rewind_iterations=[0], points=11, figure=False, log=QUIET)
     assert not [f for f in os.listdir(high_lr.root) if f.startswith(".") or f.endswith(".tmp")]
     assert results.ExperimentDir(high_lr.root).summaries()  # the experiment itself is untouched
+
+
+def test_default_trials_and_rounds_are_what_the_directory_holds(tmp_path):
+    # An experiment extended with a larger --trials keeps config.json from its first run.
+    _experiment(tmp_path, "grown", iterations=100, learning_rate=1.2e-3, trials=1, rounds=2)
+    exp = _experiment(tmp_path, "grown", iterations=100, learning_rate=1.2e-3, trials=2, rounds=2)
+    path = instability.run_instability(exp.root, rewind_iterations=[0], points=2, figure=False, log=QUIET)
+    df = pd.read_csv(path)
+    assert sorted(zip(df["trial"], df["round"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
