@@ -361,7 +361,8 @@ def _pm_axis(ax, pms: Iterable[float], max_ticks: int = 10) -> None:
 
 def _errorbar(ax, pts: pd.DataFrame, *, color, linestyle, marker, label):
     y = pts["mean"].to_numpy(float)
-    yerr = np.vstack([y - pts["min"].to_numpy(float), pts["max"].to_numpy(float) - y])
+    # Clipped: the mean of equal values can exceed their max by a rounding error.
+    yerr = np.maximum(np.vstack([y - pts["min"].to_numpy(float), pts["max"].to_numpy(float) - y]), 0.0)
     return ax.errorbar(
         pts["pm"].to_numpy(float), y, yerr=yerr, color=color, linestyle=linestyle,
         marker=marker, markersize=4, capsize=3, linewidth=1.5, label=label,
