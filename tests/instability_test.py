@@ -152,7 +152,11 @@ def test_bad_flag_from_the_command_line_is_one_line(tmp_path):
 
 def test_results_are_atomic_files_in_the_experiment(high_lr):
     instability.run_instability(high_lr.root, rewind_iterations=[0], points=11, figure=False, log=QUIET)
-    assert not [f for f in os.listdir(high_lr.root) if f.startswith(".") or f.endswith(".tmp")]
+    # No temporary files left (".locks" is the runner's lock directory).
+    left = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(high_lr.root, "instability")) for f in files
+            if f.startswith(".") or f.endswith(".tmp")]
+    left += [f for f in os.listdir(high_lr.root) if (f.startswith(".") and f != ".locks") or f.endswith(".tmp")]
+    assert not left and os.path.isfile(os.path.join(high_lr.root, "instability.csv"))
     assert results.ExperimentDir(high_lr.root).summaries()  # the experiment itself is untouched
 
 
