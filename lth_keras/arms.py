@@ -94,6 +94,8 @@ class Arm:
             iteration (rewind_weights.npz), every arm's reset point.
         label, color, linestyle, marker: how figures draw it; None gives a
             deterministic style derived from the name.
+        plotted_by_default: figures draw it (and report it missing) even
+            when the data lack it; False: only when an experiment ran it.
     """
 
     name: str
@@ -106,6 +108,7 @@ class Arm:
     color: Optional[str] = None
     linestyle: object = None
     marker: Optional[str] = None
+    plotted_by_default: bool = True
 
     @property
     def external(self) -> bool:
@@ -219,3 +222,29 @@ register(Arm("random_mask", _random_mask,
              label="Random mask", color="#2ca02c", linestyle=":", marker="^"))
 register(Arm("tfmot_gradual", None, keeps_trained_weights=True,
              label="TFMOT gradual", color="#9467bd", linestyle="-.", marker="D"))
+
+
+# Pruning at initialization (`lth_keras.pai`): each method's mask at θ0 with
+# the ticket's counts, and the same mask shuffled within each layer.
+
+
+def _pai_start(method, shuffled):
+    def start(trial, round_):
+        from lth_keras import pai
+
+        return pai.start(trial, round_, method, shuffled=shuffled)
+
+    return start
+
+
+for _method, _label, _color, _marker in (
+    ("snip", "SNIP", "#ff7f0e", "v"),
+    ("grasp", "GraSP", "#8c564b", "<"),
+    ("synflow", "SynFlow", "#e377c2", ">"),
+    ("magnitude_init", "Magnitude at init", "#17becf", "P"),
+):
+    register(Arm(_method, _pai_start(_method, False), label=_label, color=_color, linestyle="-", marker=_marker,
+                 plotted_by_default=False))
+    register(Arm(f"{_method}_shuffled", _pai_start(_method, True), label=f"{_label} (shuffled)", color=_color,
+                 linestyle=(0, (1, 1)), marker=_marker, plotted_by_default=False))
+del _method, _label, _color, _marker

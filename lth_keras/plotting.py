@@ -61,7 +61,7 @@ NETWORK_COLORS = (
 )
 
 # The arms the runner trains by default and its built-in controls.
-DEFAULT_ARMS = tuple(a for a in arms.names() if not arms.get(a).external)
+DEFAULT_ARMS = tuple(a for a in arms.names() if not arms.get(a).external and arms.get(a).plotted_by_default)
 DEFAULT_PMS = (100, 51.3, 21.1, 7.0, 3.6, 1.9)
 DEFAULT_REINIT_PMS = (51.3, 21.1)
 
@@ -362,7 +362,8 @@ def _pm_axis(ax, pms: Iterable[float], max_ticks: int = 10) -> None:
 
 def _errorbar(ax, pts: pd.DataFrame, *, color, linestyle, marker, label):
     y = pts["mean"].to_numpy(float)
-    yerr = np.vstack([y - pts["min"].to_numpy(float), pts["max"].to_numpy(float) - y])
+    # Clipped: the mean of equal values can exceed their max by a rounding error.
+    yerr = np.maximum(np.vstack([y - pts["min"].to_numpy(float), pts["max"].to_numpy(float) - y]), 0.0)
     return ax.errorbar(
         pts["pm"].to_numpy(float), y, yerr=yerr, color=color, linestyle=linestyle,
         marker=marker, markersize=4, capsize=3, linewidth=1.5, label=label,

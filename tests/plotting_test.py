@@ -371,3 +371,20 @@ def test_metric_axis_labels_are_the_pm_ticks(tmp_path):
     fig, data = plotting.plot_metric_vs_pm(str(tmp_path / "a"), "early_stop_iteration", arms=["ticket"])
     ax = fig.axes[0]
     assert list(ax.get_xticks()) == plotting.pm_ticks(data["points"]["pm"])
+
+
+def test_error_bars_of_equal_values_do_not_go_negative(tmp_path):
+    # Three trials at exactly 10%: their mean is 0.1 + 2e-17, above their max.
+    root = tmp_path / "equal"
+    rows = []
+    for trial in range(3):
+        for round_, acc in ((0, 0.85), (1, 0.1)):
+            rows.append({"trial": trial, "arm": "ticket", "round": round_, "pm": 100.0 * 0.5 ** round_,
+                         "final_test_accuracy": acc, "early_stop_iteration": 100,
+                         "early_stop_test_accuracy": acc, "early_stop_train_accuracy": acc,
+                         "early_stop_val_accuracy": acc})
+    root.mkdir()
+    pd.DataFrame(rows).to_csv(root / "summary.csv", index=False)
+    assert np.mean([0.1, 0.1, 0.1]) > 0.1
+    fig, data = plotting.plot_metric_vs_pm(str(root), "final_test_accuracy", arms=["ticket"])
+    assert len(data["points"]) == 2

@@ -24,6 +24,8 @@ FORBIDDEN = {
     "baselines.tfmot": {"callbacks", "experiment", "main", "training"},
     "cli": {"callbacks", "experiment", "main"},
     "config": {"callbacks", "experiment", "main", "training", "cli"},
+    "pai": {"callbacks", "experiment", "main", "training", "cli", "trial_state"},
+    "instability": {"callbacks", "experiment", "main"},
 }
 # Modules below everything Keras: they import no other lth_keras module
 # that pulls in the callback, the runner or a binary.

@@ -1,0 +1,169 @@
+"""python -m lth_keras.instability on tiny synthetic experiments."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lth_keras import experiment, instability, results
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUIET = lambda s: None  # noqa: E731
+# TensorFlow's C++ start-up lines, which the binary does not control (as in main_test).
+_TF_NOISE = re.compile(r"^([IWEF]\d{4} |WARNING|To enable the following instructions)")
+
+
+def _experiment(tmp_path, name, **kw):
+    base = dict(model="lenet", dataset="synthetic", validation_size=200, iterations=300, eval_every=100,
+                rounds=1, experiment=name, tensorboard=False, optimizer="adam", learning_rate=0.03,
+                batch_size=20)
+    base.update(kw)
+    return experiment.train_and_evaluate(experiment.ExperimentConfig(**base), str(tmp_path), log=QUIET)
+
+
+@pytest.fixture(scope="module")
+def high_lr(tmp_path_factory):
+    return _experiment(tmp_path_factory.mktemp("inst"), "high_lr")
+
+
+def test_barrier_is_zero_with_one_data_order_and_positive_apart(high_lr):
+    path = instability.run_instability(high_lr.root, rewind_iterations=[0], points=11, seeds=[5, 5],
+                                       figure=False, log=QUIET)
+    row = pd.read_csv(path).iloc[0]
+    errors = [row[f"error_{a:.4g}"] for a in instability.path_alphas(11)]
+    assert row["barrier"] == 0.0 and len(set(errors)) == 1
+    # Different data orders at a high learning rate from a random init: a barrier.
+    path = instability.run_instability(high_lr.root, rewind_iterations=[0], points=11, figure=True, log=QUIET)
+    df = pd.read_csv(path)
+    assert len(df) == 1 and list(df.columns[:5]) == ["trial", "round", "pm", "rewind_iteration", "barrier"]
+    row = df.iloc[0]
+    errors = np.array([row[f"error_{a:.4g}"] for a in instability.path_alphas(11)])
+    assert row["barrier"] == pytest.approx(errors.max() - (errors[0] + errors[-1]) / 2)
+    assert row["barrier"] > 0.02, row.to_dict()
+    assert os.path.getsize(os.path.join(high_lr.root, "instability.png")) > 10_000
+
+
+def test_barrier():
+    assert instability.barrier([0.1, 0.1]) == 0.0
+    assert instability.barrier([0.2, 0.5, 0.1]) == pytest.approx(0.35)
+    assert instability.barrier([0.3, 0.2, 0.1]) == pytest.approx(0.1)
+
+
+def test_dense_weights_at_k_reproduce_the_runs_rewind_point(tmp_path):
+    exp = _experiment(tmp_path, "rewind", rewind_iteration=60, iterations=120, learning_rate=1.2e-3, rounds=2)
+    saved = os.path.join(exp.round_dir(0, "ticket", 0), "rewind_weights.npz")
+    with np.load(saved) as f:
+        expected = dict(f)
+    os.rename(saved, saved + ".away")  # dense_at(60) now retrains θ0 → iteration 60
+    from lth_keras import cli, config
+
+    cfg = cli.saved_config(exp.root)
+    ctx = instability._Context(cfg, config.load_dataset(cfg), exp, 0, QUIET)
+    retrained = ctx.dense_at(60)
+    keys = sorted(k for k in expected if k != "paths")
+    for key, value in zip(keys, retrained.values):
+        np.testing.assert_allclose(value, expected[key], rtol=0, atol=1e-6)
+    assert os.path.exists(ctx.path("dense_at_60.npz"))
+    # A sparse round at k: the copies keep the ticket's mask.
+    os.rename(saved + ".away", saved)
+    path = instability.run_instability(exp.root, rounds=[1], rewind_iterations=[60], points=3, figure=False,
+                                       log=QUIET)
+    row = pd.read_csv(path).iloc[0]
+    assert row["round"] == 1 and row["rewind_iteration"] == 60 and row["pm"] < 100
+    mask = exp.read_mask(0, "ticket", 1)
+    copy = np.load(os.path.join(ctx.path("round_1", "k_60"), f"copy_seed_{int(row['seed_0'])}.npz"))
+    kernels = [copy[k] for k in sorted(copy.files) if k != "paths" and copy[k].ndim == 2]
+    for kernel, m in zip(kernels, mask.values()):
+        assert np.all(kernel[~m.astype(bool)] == 0)
+
+
+def _cli(args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    return subprocess.Popen([sys.executable, "-m", "lth_keras.instability"] + args, cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_sigkill(tmp_path):
+    exp = _experiment(tmp_path / "a", "killed", iterations=400, learning_rate=1.2e-3, rounds=2)
+    clean = str(tmp_path / "clean")
+    shutil.copytree(exp.root, clean)
+    args = ["--rewind_iterations=0,100", "--points=5", "--nofigure"]
+    proc = _cli([f"--results={exp.root}"] + args)
+    first = os.path.join(exp.root, "instability", "trial_0", "round_0", "k_0")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (os.path.isdir(first) and any(f.startswith("copy") for f in os.listdir(first))):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = sorted(f for f in os.listdir(first) if f.startswith("copy"))
+    assert kept
+    stamps = {f: os.path.getmtime(os.path.join(first, f)) for f in kept}
+    proc = _cli([f"--results={exp.root}"] + args)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert "4 of 4 to measure" in out
+    # The copy finished before the kill is reused, not retrained.
+    assert {f: os.path.getmtime(os.path.join(first, f)) for f in kept} == stamps
+    proc = _cli([f"--results={clean}"] + args)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    resumed = pd.read_csv(os.path.join(exp.root, "instability.csv"))
+    uninterrupted = pd.read_csv(os.path.join(clean, "instability.csv"))
+    assert len(resumed) == 4
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    # Finished: a third run measures nothing.
+    proc = _cli([f"--results={exp.root}"] + args)
+    out, _ = proc.communicate(timeout=300)
+    assert "0 of 4 to measure" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "error: --results is required"),
+    (["--results={missing}"], "does not exist"),
+    (["--results={exp}", "--points=1"], "--points must be at least 2"),
+    (["--results={exp}", "--rewind_iterations=300"], "--rewind_iterations must be in [0, 300)"),
+    (["--results={exp}", "--rounds=4", "--rewind_iterations=0"], "--rounds: the ticket rounds"),
+    (["--results={exp}", "--rewind_iterations=a"], "--rewind_iterations takes integers"),
+    (["--results={exp}", "--copy_seeds=1"], "--copy_seeds takes two seeds"),
+])
+def test_bad_flags_are_one_line_errors(high_lr, tmp_path, args, message):
+    args = [a.format(exp=high_lr.root, missing=str(tmp_path / "nope")) for a in args]
+    with pytest.raises(SystemExit) as exit_:
+        instability.main(["instability"] + args)
+    assert str(exit_.value.code).startswith("error: ") and message in str(exit_.value.code)
+    assert "\n" not in str(exit_.value.code)
+
+
+def test_bad_flag_from_the_command_line_is_one_line(tmp_path):
+    proc = _cli([f"--results={tmp_path / 'nope'}"])
+    _, err = proc.communicate(timeout=120)
+    own = [line for line in err.splitlines() if line.strip() and not _TF_NOISE.match(line)]
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert own == [f"error: --results: {str(tmp_path / 'nope')!r} does not exist."], err
+
+
+def test_results_are_atomic_files_in_the_experiment(high_lr):
+    instability.run_instability(high_lr.root, rewind_iterations=[0], points=11, figure=False, log=QUIET)
+    # No temporary files left (".locks" is the runner's lock directory).
+    left = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(high_lr.root, "instability")) for f in files
+            if f.startswith(".") or f.endswith(".tmp")]
+    left += [f for f in os.listdir(high_lr.root) if (f.startswith(".") and f != ".locks") or f.endswith(".tmp")]
+    assert not left and os.path.isfile(os.path.join(high_lr.root, "instability.csv"))
+    assert results.ExperimentDir(high_lr.root).summaries()  # the experiment itself is untouched
+
+
+def test_default_trials_and_rounds_are_what_the_directory_holds(tmp_path):
+    # An experiment extended with a larger --trials keeps config.json from its first run.
+    _experiment(tmp_path, "grown", iterations=100, learning_rate=1.2e-3, trials=1, rounds=2)
+    exp = _experiment(tmp_path, "grown", iterations=100, learning_rate=1.2e-3, trials=2, rounds=2)
+    path = instability.run_instability(exp.root, rewind_iterations=[0], points=2, figure=False, log=QUIET)
+    df = pd.read_csv(path)
+    assert sorted(zip(df["trial"], df["round"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
