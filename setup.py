@@ -38,7 +38,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=7", "scikit-learn"],
+        # jax: the tests compare scores and layers across backends.
+        "test": ["pytest>=7", "scikit-learn", "jax", "jaxlib"],
         # Other Keras backends for the library part (masked layers,
         # make_prunable, pruning, the callback). The binaries stay TensorFlow.
         "jax": ["jax", "jaxlib"],
