@@ -35,7 +35,7 @@ import numpy as np
 
 from lth_keras import gradual
 from lth_keras import layers as masked
-from lth_keras import pruning
+from lth_keras import pruning, sparsity
 from lth_keras.snapshots import (  # noqa: F401 - re-exported, documented here before
     WeightSnapshot,
     default_output_layer,
@@ -121,6 +121,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         rewind_step: deprecated name of `rewind_iteration`.
         reset_optimizer: reset the optimizer state every round (default).
         verbose: 1 prints one line per round.
+        pattern: ``"N:M"`` structured sparsity (e.g. ``"2:4"``): each round
+            prunes as many weights, but never leaves a group of M (along a
+            kernel's input dimension) with fewer than N, so the masks reach
+            N:M at sparsity ``1 - N/M``; a round past that is refused.
 
     Attributes:
         rounds: one dict per finished round: ``round`` (0 = dense), ``pm``
@@ -154,8 +158,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         reset_optimizer: bool = True,
         verbose: int = 1,
         rewind_step: int | None = None,
+        pattern=None,
     ):
         super().__init__()
+        self.pattern = sparsity.parse_pattern(pattern)
         # Messages name the argument the caller used.
         self._rewind_arg = "rewind_iteration"
         if rewind_step is not None:
@@ -362,6 +368,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 "MaskedLayer subclass."
             )
         self._check_rates()
+        if self.pattern is not None:
+            gradual.check_rounds_fit_pattern(self.model, self.rates, self._rounds_total, self.pattern, scope=self.scope,
+                                             include=self.include, exclude=self.exclude, output=self._output)
         # Pre-pruned masks: pruned weights must be exactly zero from the start.
         masked.apply_masks_to_weights(self.model)
         self._round_base = self._iterations()
@@ -421,6 +430,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             include=self.include,
             exclude=self.exclude,
             output_layer=self._output,
+            pattern=self.pattern,
         )
         self.reset_point.restore(self.model)
         if self.reset_optimizer:

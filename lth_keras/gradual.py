@@ -55,6 +55,8 @@ __all__ = [
     "GradualPruner",
     "pattern_axis",
     "check_pattern",
+    "constrain_to_pattern",
+    "check_rounds_fit_pattern",
     "zero_pruned_optimizer_slots",
     "sync_state",
     "train_gradual",
@@ -115,6 +117,57 @@ def check_pattern(model, pattern, include=None, exclude=None) -> dict[str, int]:
         if count:
             bad[mw.name] = count
     return bad
+
+
+def constrain_to_pattern(masked_weights, new_masks, pattern, *, scope="layerwise", include=None):
+    """Redoes one round of unstructured pruning (`new_masks`, from the
+    weights' current masks) under an N:M `pattern`: each layer (or, global,
+    all `include`d layers together) loses as many weights as in `new_masks`,
+    chosen by magnitude among those the pattern lets go.
+
+    Raises:
+        ValueError: the round would prune past the pattern's cap ``1 - N/M``.
+    """
+    pattern = sparsity.parse_pattern(pattern)
+    by_name = {mw.name: mw for mw in masked_weights}
+    current = {n: keras.ops.convert_to_numpy(mw.mask) for n, mw in by_name.items()}
+    values = {n: keras.ops.convert_to_numpy(mw.weight) for n, mw in by_name.items()}
+    counts = {n: int(np.count_nonzero(current[n])) - int(np.count_nonzero(new_masks[n])) for n in by_name}
+    counts = {n: c for n, c in counts.items() if c > 0}
+    together = list(include if include is not None else by_name) if scope == "global" else None
+    try:
+        return sparsity.prune_to_counts(values, current, counts, pattern=pattern,
+                                        axes={n: pattern_axis(mw) for n, mw in by_name.items()}, together=together)
+    except ValueError as e:
+        raise ValueError(f"pattern {pattern[0]}:{pattern[1]}: {e}") from None
+
+
+def check_rounds_fit_pattern(model, rates, rounds, pattern, *, scope="layerwise", include=None, exclude=None,
+                             output=None) -> None:
+    """Refuses, before training, IMP rounds that would prune past an N:M
+    pattern's cap ``1 - N/M`` (``rounds`` counts the dense round 0), or a
+    layer whose input dimension is not a multiple of M."""
+    pattern = sparsity.parse_pattern(pattern)
+    n, m = pattern
+    cap = sparsity.pattern_cap(pattern)
+    every = masked.masked_weights(model)
+    chosen = masked.masked_weights(model, include=include, exclude=exclude)
+    if scope == "global":
+        total = sum(int(np.prod(mw.mask.shape)) for mw in chosen)
+        budget = {"all chosen layers": (total, float(rates))}
+    else:
+        resolved = pruning.resolve_rates(rates, {mw.name: mw.kind for mw in every}, output=output)
+        budget = {mw.name: (int(np.prod(mw.mask.shape)), resolved[mw.name]) for mw in chosen}
+    for mw in chosen:
+        if scope == "global" or budget[mw.name][1] > 0:
+            sparsity.check_pattern_axis(tuple(mw.weight.shape), pattern_axis(mw), pattern, mw.name)
+    for name, (total, rate) in budget.items():
+        reached = 1.0 - pruning.remaining_after(total, rate, rounds - 1) / total
+        if reached > cap + 1e-12:
+            raise ValueError(
+                f"pattern {n}:{m}: {rounds} rounds at rate {rate:g} prune {name!r} to sparsity {reached:.4g}, "
+                f"above the pattern's cap {cap:g} (1 - N/M). Use fewer rounds or a lower rate."
+            )
 
 
 # --------------------------------------------------------------------------
