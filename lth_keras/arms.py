@@ -16,6 +16,9 @@ Built-in arms:
         from the ticket's reset point.
     tfmot_gradual: TFMOT's gradual magnitude pruning to the ticket's P_m
         (external: trained by ``python -m lth_keras.baselines.tfmot``).
+    gradual: the same in-process, in Keras 3 (`lth_keras.gradual`): from
+        θ0, dense masks pruned during training to the ticket's per-layer P_m
+        at that round, on TFMOT's default schedule (see `lth_keras.gradual`).
 
 A user arm is registered from Python, without editing the package, and then
 named in ``--controls`` (or `ExperimentConfig.controls`) like a built-in one.
@@ -94,6 +97,10 @@ class Arm:
             iteration (rewind_weights.npz), every arm's reset point.
         label, color, linestyle, marker: how figures draw it; None gives a
             deterministic style derived from the name.
+        train: None to train the round with the runner's `Trainer`; or
+            ``train(trial, trainer, round_, **train_round_kwargs) -> curve``
+            for an arm that changes its masks while it trains (its saved
+            mask and P_m are then the final ones).
     """
 
     name: str
@@ -106,6 +113,7 @@ class Arm:
     color: Optional[str] = None
     linestyle: object = None
     marker: Optional[str] = None
+    train: Optional[Callable] = None
 
     @property
     def external(self) -> bool:
@@ -219,3 +227,19 @@ register(Arm("random_mask", _random_mask,
              label="Random mask", color="#2ca02c", linestyle=":", marker="^"))
 register(Arm("tfmot_gradual", None, keeps_trained_weights=True,
              label="TFMOT gradual", color="#9467bd", linestyle="-.", marker="D"))
+
+
+def _gradual_start(trial, round_):
+    if trial.config.rewind_iteration:
+        raise ValueError("the gradual arm trains from θ0: it needs rewind_iteration=0.")
+    return trial.ones(), trial.theta0
+
+
+def _gradual_train(trial, trainer, round_, **train_round_kwargs):
+    from lth_keras import gradual
+
+    return gradual.train_gradual_arm(trial, trainer, round_, **train_round_kwargs)
+
+
+register(Arm("gradual", _gradual_start, keeps_trained_weights=True, train=_gradual_train,
+             label="Gradual (Keras 3)", color="#8c564b", linestyle=(0, (5, 1, 1, 1)), marker="P"))

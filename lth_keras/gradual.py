@@ -60,7 +60,14 @@ __all__ = [
     "zero_pruned_optimizer_slots",
     "sync_state",
     "train_gradual",
+    "train_gradual_arm",
+    "ARM_SCHEDULE",
 ]
+
+# The ``gradual`` arm's schedule, as fractions of training: TFMOT baseline's
+# defaults (--pruning_begin, --pruning_end, --pruning_frequency), so the two
+# arms are compared on the same schedule.
+ARM_SCHEDULE = {"begin": 0.0, "end": 2.0 / 3.0, "frequency": 100}
 
 
 def sync_state(model) -> None:
@@ -326,6 +333,10 @@ class GradualPruner:
         if self._finals is None:
             self.bind(model)
         targets = self.targets(step)
+        if not self._names:
+            return {"step": int(step if seen_at is None else seen_at), "update_step": int(step),
+                    "target_sparsity": 0.0, "sparsity": 0.0, "remaining": 0, "total": 0,
+                    "sparsity_per_layer": {}, "target_per_layer": {}}
         weights = {mw.name: mw for mw in masked.masked_weights(model)}
         names = self._names
         current = {n: keras.ops.convert_to_numpy(weights[n].mask) for n in names}
@@ -398,3 +409,17 @@ def train_gradual(trainer, pruner: GradualPruner, *, start_iteration=None, round
         train_steps, trainer.evaluate, trainer.hp.iterations, trainer.hp.eval_every,
         start_iteration=start_iteration, round_start=round_start, curve=curve, on_eval=on_eval, stops=stops,
     )
+
+
+def train_gradual_arm(trial, trainer, round_, **train_round_kwargs):
+    """Round `round_` of the experiment's ``gradual`` arm: from the dense
+    masks and θ0 (set by the runner), gradual pruning to the ticket's
+    per-layer sparsity at `round_` (exact counts from its mask) over one
+    round's iterations, on `ARM_SCHEDULE`.
+    """
+    ticket = trial.mask("ticket", round_)
+    final = {name: 1.0 - float(np.count_nonzero(m)) / m.size for name, m in ticket.items()}
+    steps = sparsity.schedule_steps(trainer.hp.iterations, ARM_SCHEDULE["begin"], ARM_SCHEDULE["end"],
+                                    ARM_SCHEDULE["frequency"])
+    pruner = GradualPruner(final, **steps)
+    return train_gradual(trainer, pruner, **train_round_kwargs)
