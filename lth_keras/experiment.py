@@ -247,7 +247,7 @@ class _Trial:
         curve, start_iteration, elapsed = self._resume(f"trial {trial} {arm.name} round {round_}", state_path,
                                                        self._first_iteration(round_))
         stops = self._rewind_stops(arm, round_, start_iteration, checkpoint_dir)
-        tag = f"trial {trial} {arm.name} round {round_} (P_m {pm:.1f}%)"
+        tag = f"trial {trial} {arm.name} round {round_} (P_m {pm:.1f}%{' at start' if arm.train else ''})"
         wall = self._train(arm.name, round_, tag, curve, start_iteration, elapsed, stops, state_path)
         if arm.train is not None:  # it pruned while training: its mask is the final one
             from lth_keras import layers
