@@ -113,7 +113,7 @@ def test_an_arm_whose_dependency_is_missing_fails_before_training(tmp_path):
 
 def test_order_and_styles_come_from_the_registry():
     assert arms.names()[:4] == ("ticket", "reinit", "random_mask", "tfmot_gradual")
-    assert plotting.DEFAULT_ARMS == ("ticket", "reinit", "random_mask", "gradual")
+    assert plotting.DEFAULT_ARMS == ("ticket", "reinit", "random_mask")
     assert plotting.arm_color("tfmot_gradual") == "#9467bd"
     arms.register(arms.Arm("styled", lambda trial, r: None, color="#000000", label="Styled"))
     assert plotting.arm_color("styled") == "#000000" and plotting.arm_label("styled") == "Styled"
