@@ -169,3 +169,36 @@ def test_schedule_and_masks_match_tfmot(tfmot_python):
     ours = sparsity.prune_to_counts({"w": weight}, {"w": np.ones_like(weight)},
                                     sparsity.counts_for_sparsity({"w": np.ones_like(weight)}, {"w": 0.7}))["w"]
     np.testing.assert_array_equal(np.asarray(theirs["mask"]), ours)
+
+
+def test_gradual_training_resumed_from_a_checkpoint_matches_an_uninterrupted_one(deterministic_ops, tmp_path):
+    from lth_keras import datasets, models, training, trial_state
+
+    path = str(tmp_path / "state.npz")
+    data = datasets.load("synthetic", seed=0, validation_size=200)
+    hp = training.TrainingHparams(iterations=120, batch_size=60, eval_every=30)
+
+    def trainer():
+        model = models.build("lenet", data.input_shape, data.num_classes, seed=3)
+        return training.Trainer(model, data, hp, seed=3)
+
+    def pruner():
+        return gradual.GradualPruner({"dense": 0.7, "output": 0.35}, end_step=80, frequency=20)
+
+    straight = trainer()
+    gradual.train_gradual(straight, pruner())
+    first = trainer()
+    curve = []
+
+    def checkpoint(row):
+        if row["iteration"] == 60:  # as the runner does, after an evaluation
+            trial_state.save_checkpoint(path, first, curve, 60, 0.0)
+
+    gradual.train_gradual(first, pruner(), curve=curve, on_eval=checkpoint)
+    second = trainer()
+    restored_curve, iteration, _ = trial_state.load_checkpoint(path, second)
+    assert iteration == 60 and 0 < lth_layers.fraction_remaining(second.model) < 1
+    gradual.train_gradual(second, pruner(), start_iteration=iteration, curve=restored_curve)
+    for a, b in zip(straight.model.variables, second.model.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert [r["iteration"] for r in restored_curve] == [30, 60, 90, 120]
