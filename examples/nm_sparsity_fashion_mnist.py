@@ -75,12 +75,13 @@ def main():
     parser.add_argument("--arms", default="ticket,ticket_2:4,gradual,gradual_2:4")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per round (and of the gradual run)")
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--first_trial", type=int, default=0, help="run trials first_trial .. trials - 1")
     parser.add_argument("--out", default="nm_sparsity.csv")
     args = parser.parse_args()
     data = datasets.load("fashion_mnist", validation_size=5000)
     rows = []
     for model_name in args.models.split(","):
-        for trial in range(args.trials):
+        for trial in range(args.first_trial, args.trials):
             for arm in args.arms.split(","):
                 row = run(model_name, arm, data, trial, args.epochs)
                 rows.append(row)
