@@ -20,7 +20,7 @@ _startup.prepare()  # a binary's TensorFlow log level, set before TensorFlow loa
 
 if not _startup.tensorflow_free():  # python -m lth_keras.figures reads CSVs: no TensorFlow
     from lth_keras import callbacks, layers, prunable, pruning
-    from lth_keras.callbacks import IterativeMagnitudePruning
+    from lth_keras.callbacks import GradualMagnitudePruning, IterativeMagnitudePruning
     from lth_keras.layers import (
         MaskedConv1D,
         MaskedConv2D,
@@ -39,6 +39,7 @@ if not _startup.tensorflow_free():  # python -m lth_keras.figures reads CSVs: no
 __version__ = "0.1.0"
 
 __all__ = [
+    "GradualMagnitudePruning",
     "IterativeMagnitudePruning",
     "MaskedConv1D",
     "MaskedConv2D",

@@ -16,6 +16,9 @@ Built-in arms:
         from the ticket's reset point.
     tfmot_gradual: TFMOT's gradual magnitude pruning to the ticket's P_m
         (external: trained by ``python -m lth_keras.baselines.tfmot``).
+    gradual: the same in-process, in Keras 3 (`lth_keras.gradual`): from
+        θ0, dense masks pruned during training to the ticket's per-layer P_m
+        at that round, on TFMOT's default schedule (see `lth_keras.gradual`).
 
 A user arm is registered from Python, without editing the package, and then
 named in ``--controls`` (or `ExperimentConfig.controls`) like a built-in one.
@@ -96,6 +99,10 @@ class Arm:
             deterministic style derived from the name.
         plotted_by_default: figures draw it (and report it missing) even
             when the data lack it; False: only when an experiment ran it.
+        train: None to train the round with the runner's `Trainer`; or
+            ``train(trial, trainer, round_, **train_round_kwargs) -> curve``
+            for an arm that changes its masks while it trains (its saved
+            mask and P_m are then the final ones).
     """
 
     name: str
@@ -109,6 +116,7 @@ class Arm:
     linestyle: object = None
     marker: Optional[str] = None
     plotted_by_default: bool = True
+    train: Optional[Callable] = None
 
     @property
     def external(self) -> bool:
@@ -248,3 +256,19 @@ for _method, _label, _color, _marker in (
     register(Arm(f"{_method}_shuffled", _pai_start(_method, True), label=f"{_label} (shuffled)", color=_color,
                  linestyle=(0, (1, 1)), marker=_marker, plotted_by_default=False))
 del _method, _label, _color, _marker
+
+
+def _gradual_start(trial, round_):
+    if trial.config.rewind_iteration:
+        raise ValueError("the gradual arm trains from θ0: it needs rewind_iteration=0.")
+    return trial.ones(), trial.theta0
+
+
+def _gradual_train(trial, trainer, round_, **train_round_kwargs):
+    from lth_keras import gradual
+
+    return gradual.train_gradual_arm(trial, trainer, round_, **train_round_kwargs)
+
+
+register(Arm("gradual", _gradual_start, keeps_trained_weights=True, train=_gradual_train,
+             label="Gradual (Keras 3)", color="#8c564b", linestyle=(0, (5, 1, 1, 1)), marker="P", plotted_by_default=False))

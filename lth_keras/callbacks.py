@@ -33,8 +33,9 @@ import warnings
 import keras
 import numpy as np
 
+from lth_keras import gradual
 from lth_keras import layers as masked
-from lth_keras import pruning
+from lth_keras import pruning, sparsity
 from lth_keras.snapshots import (  # noqa: F401 - re-exported, documented here before
     WeightSnapshot,
     default_output_layer,
@@ -44,6 +45,7 @@ from lth_keras.snapshots import (  # noqa: F401 - re-exported, documented here b
 
 __all__ = [
     "IterativeMagnitudePruning",
+    "GradualMagnitudePruning",
     "WeightSnapshot",
     "prune_model",
     "reset_optimizer_state",
@@ -119,6 +121,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         rewind_step: deprecated name of `rewind_iteration`.
         reset_optimizer: reset the optimizer state every round (default).
         verbose: 1 prints one line per round.
+        pattern: ``"N:M"`` structured sparsity (e.g. ``"2:4"``): each round
+            prunes as many weights, but never leaves a group of M (along a
+            kernel's input dimension) with fewer than N, so the masks reach
+            N:M at sparsity ``1 - N/M``; a round past that is refused.
 
     Attributes:
         rounds: one dict per finished round: ``round`` (0 = dense), ``pm``
@@ -152,8 +158,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         reset_optimizer: bool = True,
         verbose: int = 1,
         rewind_step: int | None = None,
+        pattern=None,
     ):
         super().__init__()
+        self.pattern = sparsity.parse_pattern(pattern)
         # Messages name the argument the caller used.
         self._rewind_arg = "rewind_iteration"
         if rewind_step is not None:
@@ -360,6 +368,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 "MaskedLayer subclass."
             )
         self._check_rates()
+        if self.pattern is not None:
+            gradual.check_rounds_fit_pattern(self.model, self.rates, self._rounds_total, self.pattern, scope=self.scope,
+                                             include=self.include, exclude=self.exclude, output=self._output)
         # Pre-pruned masks: pruned weights must be exactly zero from the start.
         masked.apply_masks_to_weights(self.model)
         self._round_base = self._iterations()
@@ -419,6 +430,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             include=self.include,
             exclude=self.exclude,
             output_layer=self._output,
+            pattern=self.pattern,
         )
         self.reset_point.restore(self.model)
         if self.reset_optimizer:
@@ -463,6 +475,128 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         from lth_keras import results
 
         results.atomic_write_json(path, self.rounds)
+
+
+
+class GradualMagnitudePruning(keras.callbacks.Callback):
+    """Gradual magnitude pruning (Zhu & Gupta 2017) inside `model.fit`:
+    TFMOT's ``prune_low_magnitude`` + ``PolynomialDecay`` for Keras 3.
+
+    Sparsity rises from `initial_sparsity` at `begin_step` to
+    `final_sparsity` at `end_step` as ``final + (initial - final) * (1 -
+    p) ** power``; masks are updated after every `frequency`-th optimizer
+    step in that range, each layer keeping its ``total - round(s * total)``
+    largest surviving weights. Pruned weights, and their optimizer slots,
+    are set to exactly zero, so they stay zero (nothing regrows).
+
+    Steps are the optimizer's iteration count, so the schedule is exact with
+    any `steps_per_execution` (an update that falls inside an execution is
+    applied, with that update step's target, when the execution ends) and
+    continues where it was after the model is saved and reloaded: masks are
+    variables saved in ``.keras`` files, and the step is the reloaded
+    optimizer's. Works on any model with masked layers
+    (`lth_keras.make_prunable`), on TensorFlow, JAX and PyTorch.
+
+    Args:
+        final_sparsity: a float, a dict by kind (``"dense"``, ``"conv"``,
+            ``"embedding"``, ...) or by layer name (layers not given are not
+            pruned), or with ``scope="global"`` a float for all chosen
+            layers together. With a `pattern`, defaults to ``1 - N/M``.
+        initial_sparsity, begin_step, end_step, power, frequency: TFMOT's
+            ``PolynomialDecay`` arguments (``end_step=-1``: never stop).
+        scope: ``"layerwise"`` or ``"global"``.
+        include, exclude: masked-layer names or fnmatch patterns to prune or
+            leave alone, as in `IterativeMagnitudePruning`.
+        output_layer: a layer that ends at half of a float `final_sparsity`
+            (None: all alike, as TFMOT).
+        pattern: ``"N:M"`` structured sparsity, e.g. ``"2:4"``: in every
+            group of M consecutive weights along a kernel's input dimension
+            at most N survive once the sparsity reaches ``1 - N/M`` (the cap;
+            more is refused). See `lth_keras.gradual` for the axes.
+        verbose: print a line per mask update.
+
+    Attributes:
+        updates: one dict per mask update: step (when the callback applied
+            it), update_step (the schedule's step), target_sparsity,
+            sparsity, remaining, total, sparsity_per_layer, target_per_layer.
+
+    Example:
+
+    ```python
+    model = lth_keras.make_prunable(keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    gmp = lth_keras.GradualMagnitudePruning(0.8, begin_step=0, end_step=1000, frequency=100)
+    model.fit(x, y, epochs=5, callbacks=[gmp])
+    gmp.updates[-1]["sparsity"]     # 0.8 (within a weight per layer)
+    gmp.to_csv("sparsity.csv")
+    ```
+    """
+
+    def __init__(self, final_sparsity=None, *, initial_sparsity=0.0, begin_step=0, end_step=None, power=3,
+                 frequency=100, scope="layerwise", include=None, exclude=None, output_layer=None, pattern=None,
+                 verbose=0):
+        super().__init__()
+        self.pruner = gradual.GradualPruner(
+            final_sparsity, initial_sparsity=initial_sparsity, begin_step=begin_step, end_step=end_step,
+            power=power, frequency=frequency, scope=scope, include=include, exclude=exclude,
+            output_layer=output_layer, pattern=pattern)
+        self.verbose = verbose
+        self.updates: list[dict] = []
+        self._last = None
+
+    def _step(self):
+        gradual.sync_state(self.model)
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _apply(self, update_step, seen_at):
+        record = self.pruner.update(self.model, update_step, self.model.optimizer, seen_at=seen_at)
+        self._last = update_step
+        self.updates.append(record)
+        if self.verbose:
+            _say(f"GradualMagnitudePruning step {seen_at}: sparsity {100 * record['sparsity']:.2f}% "
+                 f"(target {100 * record['target_sparsity']:.2f}%)")
+
+    def on_train_begin(self, logs=None):
+        if not all(layer.built for layer in self.model._flatten_layers()):
+            raise ValueError("GradualMagnitudePruning needs a built model: call it on a batch (or start it "
+                             "with keras.Input) before fit.")
+        self.pruner.bind(self.model)
+        step = self._step()
+        # After a reload mid-schedule the masks are the saved ones; re-applying
+        # the last update is a no-op then, and completes it otherwise.
+        last = self.pruner.last_update_step(step)
+        self._last = None
+        if last is not None:
+            self._apply(last, step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        last = self.pruner.last_update_step(step)
+        if last is not None and (self._last is None or last > self._last):
+            self._apply(last, step)
+
+    def rows(self) -> list[dict]:
+        """`updates` as flat rows (step, update_step, target_sparsity,
+        sparsity, remaining, total, sparsity/<layer>, target/<layer>),
+        loadable with pandas."""
+        rows = []
+        for record in self.updates:
+            row = {k: record[k] for k in ("step", "update_step", "target_sparsity", "sparsity", "remaining", "total")}
+            row.update({f"sparsity/{n}": v for n, v in record["sparsity_per_layer"].items()})
+            row.update({f"target/{n}": v for n, v in record["target_per_layer"].items()})
+            rows.append(row)
+        return rows
+
+    def to_csv(self, path: str) -> None:
+        """Writes `rows()` as CSV (atomically)."""
+        from lth_keras import results
+
+        rows = self.rows()
+        fields = []
+        for row in rows:
+            fields.extend(k for k in row if k not in fields)
+        results.atomic_write_csv(path, rows, fieldnames=fields)
 
 
 def _build_from_element_spec(model, iterator):

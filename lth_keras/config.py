@@ -190,6 +190,8 @@ class ExperimentConfig:
         unknown = [c for c in self.controls if c not in arms.controls()]
         if unknown:
             raise ConfigError("controls", f"unknown control(s) {unknown}; known: {', '.join(arms.controls())}.")
+        if "gradual" in self.controls and self.rewind_iteration:
+            raise ConfigError("controls", "the gradual arm trains from θ0: it needs --rewind_iteration=0.")
         if self.validation_size < 1:
             raise ConfigError("validation_size", f"must be >= 1: early stopping needs a validation set, got {self.validation_size}.")
         if self.synthetic_sizes is not None and (len(self.synthetic_sizes) != 2 or min(self.synthetic_sizes) < 1):

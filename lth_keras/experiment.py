@@ -247,8 +247,13 @@ class _Trial:
         curve, start_iteration, elapsed = self._resume(f"trial {trial} {arm.name} round {round_}", state_path,
                                                        self._first_iteration(round_))
         stops = self._rewind_stops(arm, round_, start_iteration, checkpoint_dir)
-        tag = f"trial {trial} {arm.name} round {round_} (P_m {pm:.1f}%)"
+        tag = f"trial {trial} {arm.name} round {round_} (P_m {pm:.1f}%{' at start' if arm.train else ''})"
         wall = self._train(arm.name, round_, tag, curve, start_iteration, elapsed, stops, state_path)
+        if arm.train is not None:  # it pruned while training: its mask is the final one
+            from lth_keras import layers
+
+            mask = layers.get_masks(self.model)
+            pm, pm_per_layer = pruning.percent_remaining(mask)
         if arm.keeps_trained_weights:
             results.atomic_write_npz(os.path.join(exp_dir.round_dir(trial, arm.name, round_), "trained_weights.npz"),
                                      self.state.snapshot().to_arrays())
@@ -286,8 +291,13 @@ class _Trial:
 
         for row in curve:
             row.pop("seconds", None)
-        self.trainer.train_round(start_iteration=start_iteration, round_start=self._first_iteration(round_),
-                                 curve=curve, on_eval=on_eval, stops=stops)
+        kwargs = dict(start_iteration=start_iteration, round_start=self._first_iteration(round_),
+                      curve=curve, on_eval=on_eval, stops=stops)
+        train = arms.get(arm).train
+        if train is None:
+            self.trainer.train_round(**kwargs)
+        else:
+            train(self.state, self.trainer, round_, **kwargs)
         if writer is not None:
             writer.close()
         for row in curve:

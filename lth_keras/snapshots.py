@@ -189,6 +189,7 @@ def prune_model(
     include=None,
     exclude=None,
     output_layer="auto",
+    pattern=None,
 ) -> dict[str, np.ndarray]:
     """Prunes `model` by magnitude, in place, and returns the new masks.
 
@@ -208,6 +209,12 @@ def prune_model(
         output_layer: the layer pruned at half the dense rate by default;
             ``"auto"`` picks the last masked layer when it is dense, None
             disables it.
+        pattern: ``"N:M"`` (e.g. ``"2:4"``): the same number of weights go,
+            chosen by magnitude among those whose group of M (along the
+            kernel's input dimension, `lth_keras.gradual.pattern_axis`)
+            keeps more than N, so a mask pruned to ``1 - N/M`` is N:M and
+            every round keeps it on its way there. Pruning past ``1 - N/M``
+            raises ValueError.
     """
     all_weights = layers.masked_weights(model)
     chosen = [mw.name for mw in layers.masked_weights(model, include=include, exclude=exclude)]
@@ -222,5 +229,9 @@ def prune_model(
         output=output_layer,
         include=chosen,
     )
+    if pattern is not None:
+        from lth_keras import gradual
+
+        new_masks = gradual.constrain_to_pattern(all_weights, new_masks, pattern, scope=scope, include=chosen)
     layers.set_masks(model, new_masks)
     return new_masks

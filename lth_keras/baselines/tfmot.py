@@ -53,7 +53,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from lth_keras import cli, datasets, results, schedule
+from lth_keras import cli, datasets, results, schedule, sparsity
 from lth_keras import config as lth_config
 from lth_keras.baselines import architecture as arch
 from lth_keras.baselines.venv import VenvError, setup_venv, venv_python, venv_requirements  # noqa: F401
@@ -117,21 +117,18 @@ def ticket_targets(exp_dir: results.ExperimentDir) -> dict[int, dict[int, dict]]
 
 
 def pruning_schedule_steps(iterations: int, begin: float, end: float, frequency: int) -> dict:
-    """begin_step, end_step and frequency of the PolynomialDecay.
+    """begin_step, end_step and frequency of the PolynomialDecay: the shared
+    `lth_keras.sparsity.schedule_steps`, which the in-process ``gradual`` arm
+    uses too, so both arms prune on the same schedule.
 
     The wrapper counts steps from 1 and updates masks at steps where
     ``(step - begin_step) % frequency == 0``; end_step is a multiple of the
     frequency past begin_step so the last update reaches the target exactly.
     """
-    if not 0.0 <= begin < end <= 1.0:
-        raise BaselineError(f"--pruning_begin/--pruning_end: need 0 <= begin < end <= 1, got {begin}, {end}.")
-    if frequency < 1:
-        raise BaselineError(f"--pruning_frequency: must be positive, got {frequency}.")
-    begin_step = int(iterations * begin)
-    end = max(begin_step + 1, int(round(iterations * end)))
-    frequency = max(1, min(frequency, end - begin_step))
-    end_step = begin_step + ((end - begin_step) // frequency) * frequency
-    return {"begin_step": begin_step, "end_step": end_step, "frequency": frequency}
+    try:
+        return sparsity.schedule_steps(iterations, begin, end, frequency)
+    except ValueError as e:
+        raise BaselineError(f"--pruning_begin/--pruning_end/--pruning_frequency: {e}") from None
 
 
 # --------------------------------------------------------------------------
