@@ -34,7 +34,7 @@ import keras
 import numpy as np
 
 from lth_keras import gradual
-from lth_keras import layers as masked
+from lth_keras import layers
 from lth_keras import pruning, sparsity
 from lth_keras.snapshots import (  # noqa: F401 - re-exported, documented here before
     WeightSnapshot,
@@ -289,7 +289,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     def _resolve_output_layer(self):
         if self.output_layer != "auto":
             return self.output_layer
-        weights = masked.masked_weights(self.model)
+        weights = layers.masked_weights(self.model)
         functional = isinstance(self.model, keras.Sequential) or type(self.model).__name__ == "Functional"
         if len(weights) > 1 and not functional:
             raise ValueError(
@@ -302,11 +302,11 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     def _check_rates(self):
         """Bad layer names or rates fail now, not after a round of training."""
-        chosen = masked.masked_weights(self.model, include=self.include, exclude=self.exclude)
+        chosen = layers.masked_weights(self.model, include=self.include, exclude=self.exclude)
         self._output = self._resolve_output_layer() if self.scope == "layerwise" else None
         if self.scope == "layerwise":
             pruning.resolve_rates(
-                self.rates, {mw.name: mw.kind for mw in masked.masked_weights(self.model)}, output=self._output
+                self.rates, {mw.name: mw.kind for mw in layers.masked_weights(self.model)}, output=self._output
             )
         if not chosen:
             raise ValueError("`include`/`exclude` leave no masked layer to prune.")
@@ -315,7 +315,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _record(self, logs):
-        counts = masked.count_weights(self.model)
+        counts = layers.count_weights(self.model)
         remaining = sum(r for r, _ in counts.values())
         total = sum(t for _, t in counts.values())
         entry = {
@@ -361,7 +361,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.model.train_function = build_then_train
 
     def _begin(self):
-        if not masked.masked_weights(self.model):
+        if not layers.masked_weights(self.model):
             raise ValueError(
                 "IterativeMagnitudePruning found no MaskedLayer in the model: "
                 "build it from lth_keras.MaskedDense/MaskedConv2D or your own "
@@ -372,7 +372,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             gradual.check_rounds_fit_pattern(self.model, self.rates, self._rounds_total, self.pattern, scope=self.scope,
                                              include=self.include, exclude=self.exclude, output=self._output)
         # Pre-pruned masks: pruned weights must be exactly zero from the start.
-        masked.apply_masks_to_weights(self.model)
+        layers.apply_masks_to_weights(self.model)
         self._round_base = self._iterations()
         self.reset_point = WeightSnapshot.take(self.model) if self.rewind_iteration == 0 else None
         self._ready = True
@@ -440,7 +440,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
                 self.model.optimizer.iterations.assign(self.rewind_iteration)
         self._round_base = self._iterations()
         if self.verbose:
-            next_pm = 100.0 * masked.fraction_remaining(self.model)
+            next_pm = 100.0 * layers.fraction_remaining(self.model)
             _say(
                 f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% -> pruned to "
                 f"{next_pm:.1f}%, reset to "

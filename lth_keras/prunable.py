@@ -42,23 +42,23 @@ import warnings
 import keras
 import numpy as np
 
-from lth_keras import layers as masked
+from lth_keras import layers
 
 __all__ = ["MASKABLE", "make_prunable", "fold_masks"]
 
 # Plain Keras class -> masked twin. Exact types only: a user's subclass of
 # Dense may change `call`, and swapping it for MaskedDense would drop that.
 MASKABLE = {
-    keras.layers.Dense: masked.MaskedDense,
-    keras.layers.EinsumDense: masked.MaskedEinsumDense,
-    keras.layers.Embedding: masked.MaskedEmbedding,
-    keras.layers.MultiHeadAttention: masked.MaskedMultiHeadAttention,
-    keras.layers.Conv1D: masked.MaskedConv1D,
-    keras.layers.Conv2D: masked.MaskedConv2D,
-    keras.layers.Conv3D: masked.MaskedConv3D,
-    keras.layers.Conv2DTranspose: masked.MaskedConv2DTranspose,
-    keras.layers.DepthwiseConv2D: masked.MaskedDepthwiseConv2D,
-    keras.layers.SeparableConv2D: masked.MaskedSeparableConv2D,
+    keras.layers.Dense: layers.MaskedDense,
+    keras.layers.EinsumDense: layers.MaskedEinsumDense,
+    keras.layers.Embedding: layers.MaskedEmbedding,
+    keras.layers.MultiHeadAttention: layers.MaskedMultiHeadAttention,
+    keras.layers.Conv1D: layers.MaskedConv1D,
+    keras.layers.Conv2D: layers.MaskedConv2D,
+    keras.layers.Conv3D: layers.MaskedConv3D,
+    keras.layers.Conv2DTranspose: layers.MaskedConv2DTranspose,
+    keras.layers.DepthwiseConv2D: layers.MaskedDepthwiseConv2D,
+    keras.layers.SeparableConv2D: layers.MaskedSeparableConv2D,
 }
 
 
@@ -72,7 +72,7 @@ def make_prunable(model, *, exclude=None):
     and the query, key, value and output projection kernels of
     ``MultiHeadAttention`` get masks. Biases, normalization parameters and
     statistics, and every other variable are copied unmasked, as are layers
-    already masked.
+    already layers.
 
     The argument is never modified: the result is always a new model, for
     every kind of model (Sequential, functional, nested, ``keras.applications``
@@ -202,7 +202,7 @@ class _Converter:
             if cls is not None and not self._excluded(layer):
                 return cls, layer.get_config()
             return None
-        if isinstance(layer, masked.MaskedLayer):
+        if isinstance(layer, layers.MaskedLayer):
             plain = layer.unmasked_layer()
             return type(plain), plain.get_config()
         return None
@@ -213,11 +213,11 @@ class _Converter:
         """A converted copy of `layer` (a new object, built, same values)."""
         if _is_graph_model(layer):
             return self._copy_graph(layer)
-        target = None if (self.to_masked and isinstance(layer, masked.MaskedLayer)) else self._target(layer)
-        if target is None and _sublayers(layer) and not isinstance(layer, masked.MaskedLayer):
+        target = None if (self.to_masked and isinstance(layer, layers.MaskedLayer)) else self._target(layer)
+        if target is None and _sublayers(layer) and not isinstance(layer, layers.MaskedLayer):
             return self._copy_container(layer)
         if target is None:
-            if self.to_masked and not isinstance(layer, masked.MaskedLayer) and _is_kernel_holder(layer):
+            if self.to_masked and not isinstance(layer, layers.MaskedLayer) and _is_kernel_holder(layer):
                 if not (type(layer) in MASKABLE and self._excluded(layer)):
                     self.unmaskable.setdefault(type(layer).__name__, []).append(layer.name)
             cls, config = type(layer), layer.get_config()
@@ -258,7 +258,7 @@ class _Converter:
 
 
 def _plain_type(layer):
-    if isinstance(layer, masked.MaskedLayer) and layer.unmasked_class is not None:
+    if isinstance(layer, layers.MaskedLayer) and layer.unmasked_class is not None:
         return layer.unmasked_class
     return type(layer)
 
@@ -322,13 +322,13 @@ def _recreate_from_init_arguments(layer, cls):
 def _copy_variables(old, new):
     """Copies `old`'s values into `new`, masks folded or added as needed."""
     old_masks, folded = set(), {}
-    if isinstance(old, masked.MaskedLayer) and not isinstance(new, masked.MaskedLayer):
+    if isinstance(old, layers.MaskedLayer) and not isinstance(new, layers.MaskedLayer):
         for mw in old.masked_weights():
             old_masks.add(id(mw.mask))
             weight = np.asarray(mw.weight.numpy())
             folded[id(mw.weight)] = np.where(np.asarray(mw.mask.numpy()) != 0, weight, 0).astype(weight.dtype)
     new_masks = set()
-    if isinstance(new, masked.MaskedLayer) and not isinstance(old, masked.MaskedLayer):
+    if isinstance(new, layers.MaskedLayer) and not isinstance(old, layers.MaskedLayer):
         new_masks = {id(mw.mask) for mw in new.masked_weights()}
     sources = [v for v in old.variables if id(v) not in old_masks]
     targets = [v for v in new.variables if id(v) not in new_masks]

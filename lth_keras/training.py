@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lth_keras import layers as masked_layers
+from lth_keras import layers
 from lth_keras import schedule, snapshots
 
 __all__ = [
@@ -211,7 +211,7 @@ class Trainer:
             self.optimizer = make_optimizer(hp)
             self.optimizer.build(model.trainable_variables)
         self._loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        self._mask_of = {id(mw.weight): mw.mask for mw in masked_layers.masked_weights(model)}
+        self._mask_of = {id(mw.weight): mw.mask for mw in layers.masked_weights(model)}
         self._l2 = coupled_l2(hp)
         # Arrays live on the device once; batches are gathered there.
         with tf.device(self._data_device()):
@@ -329,10 +329,10 @@ class Trainer:
         perm = self._permutation(start // self.steps_per_epoch)
         # Makes the premasked forward pass exact even if masks were assigned
         # without zeroing their weights.
-        masked_layers.apply_masks_to_weights(self.model)
+        layers.apply_masks_to_weights(self.model)
         # One elementwise pass over each kernel per step (the gradient mask in
         # _replica_step) instead of two (weight * mask forward and backward).
-        with masked_layers.premasked(self.model):
+        with layers.premasked(self.model):
             for i in tf.range(n_steps):
                 iteration = start + i
                 if iteration % self.steps_per_epoch == 0:
