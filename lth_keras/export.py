@@ -54,7 +54,7 @@ FLAGS = flags.FlagValues()
 flags.DEFINE_string("results", None, "The experiment directory (<output_dir>/<experiment>, holding config.json).", flag_values=FLAGS)
 flags.DEFINE_integer("trial", 0, "Trial to export.", flag_values=FLAGS)
 flags.DEFINE_integer("round", None, "Round to export.", flag_values=FLAGS)
-flags.DEFINE_string("arm", "ticket", "Arm to export (rounds that store trained_weights.npz: ticket, tfmot_gradual).", flag_values=FLAGS)
+flags.DEFINE_string("arm", "ticket", "Arm to export (rounds that store trained_weights.npz: ticket, gradual, tfmot_gradual).", flag_values=FLAGS)
 flags.DEFINE_string("format", None, "keras, savedmodel or tflite.", flag_values=FLAGS)
 flags.DEFINE_string("out", None, "Output path (.keras file, SavedModel directory or .tflite file).", flag_values=FLAGS)
 flags.DEFINE_integer("check_examples", 64, "Test examples the output check runs on.", flag_values=FLAGS)
@@ -104,7 +104,7 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
 
     Raises:
         ExportError: no such experiment or round, or the round stores no
-            trained weights (only ticket and tfmot_gradual rounds do).
+            trained weights (only ticket, gradual and tfmot_gradual rounds do).
     """
     from lth_keras import layers, models, snapshots
 
@@ -124,7 +124,7 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
     trained_path = os.path.join(round_dir, "trained_weights.npz")
     if not os.path.exists(trained_path):
         raise ExportError(
-            f"--arm/--round: {round_dir} has no trained_weights.npz: only ticket rounds (and the "
+            f"--arm/--round: {round_dir} has no trained_weights.npz: only ticket and gradual rounds (and the "
             f"tfmot_gradual baseline's) store trained weights; export a ticket round."
         )
     spec = datasets.DATASETS[config.dataset]
