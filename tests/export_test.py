@@ -192,6 +192,6 @@ def test_clear_errors(results_dir, tmp_path):
             summary = json.load(f)
         with open(os.path.join(dst, "summary.json"), "w") as f:
             json.dump(dict(summary, arm="reinit"), f)  # else it is a ticket summary in the wrong place
-        assert "only ticket rounds" in error(results_dir, 0, 1, "keras", out, arm="reinit")
+        assert "only ticket and gradual rounds" in error(results_dir, 0, 1, "keras", out, arm="reinit")
     finally:
         shutil.rmtree(os.path.dirname(dst))
