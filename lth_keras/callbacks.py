@@ -462,13 +462,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     def to_csv(self, path: str) -> None:
         """Writes `rows()` as CSV (atomically)."""
-        from lth_keras import results
-
-        rows = self.rows()
-        fields = []
-        for row in rows:
-            fields.extend(k for k in row if k not in fields)
-        results.atomic_write_csv(path, rows, fieldnames=fields)
+        _write_rows_csv(path, self.rows())
 
     def to_json(self, path: str) -> None:
         """Writes `rounds` as JSON (atomically)."""
@@ -590,13 +584,7 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
 
     def to_csv(self, path: str) -> None:
         """Writes `rows()` as CSV (atomically)."""
-        from lth_keras import results
-
-        rows = self.rows()
-        fields = []
-        for row in rows:
-            fields.extend(k for k in row if k not in fields)
-        results.atomic_write_csv(path, rows, fieldnames=fields)
+        _write_rows_csv(path, self.rows())
 
 
 def _build_from_element_spec(model, iterator):
@@ -619,6 +607,16 @@ def _accepts_training(model):
         return "training" in inspect.signature(model.call).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _write_rows_csv(path, rows):
+    # Rows may differ in their per-layer columns: the union, in first-seen order.
+    from lth_keras import results
+
+    fields = []
+    for row in rows:
+        fields.extend(k for k in row if k not in fields)
+    results.atomic_write_csv(path, rows, fieldnames=fields)
 
 
 def _to_float(value):
