@@ -48,7 +48,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from lth_keras import layers as masked
+from lth_keras import layers
 from lth_keras import pruning, sparsity
 
 __all__ = [
@@ -92,7 +92,7 @@ def _einsum_axis(equation, rank):
     return contracted[-1]
 
 
-def pattern_axis(mw: masked.MaskedWeight) -> int:
+def pattern_axis(mw: layers.MaskedWeight) -> int:
     """The axis of `mw.weight` along which N:M groups run (see module doc)."""
     layer, rank = mw.layer, len(mw.weight.shape)
     override = getattr(layer, "pattern_axis", None)
@@ -119,7 +119,7 @@ def check_pattern(model, pattern, include=None, exclude=None) -> dict[str, int]:
     weight whose mask breaks `pattern` (empty: every mask is N:M)."""
     pattern = sparsity.parse_pattern(pattern)
     bad = {}
-    for mw in masked.masked_weights(model, include=include, exclude=exclude):
+    for mw in layers.masked_weights(model, include=include, exclude=exclude):
         count = sparsity.pattern_violations(keras.ops.convert_to_numpy(mw.mask), pattern, pattern_axis(mw))
         if count:
             bad[mw.name] = count
@@ -157,8 +157,8 @@ def check_rounds_fit_pattern(model, rates, rounds, pattern, *, scope="layerwise"
     pattern = sparsity.parse_pattern(pattern)
     n, m = pattern
     cap = sparsity.pattern_cap(pattern)
-    every = masked.masked_weights(model)
-    chosen = masked.masked_weights(model, include=include, exclude=exclude)
+    every = layers.masked_weights(model)
+    chosen = layers.masked_weights(model, include=include, exclude=exclude)
     if scope == "global":
         total = sum(int(np.prod(mw.mask.shape)) for mw in chosen)
         budget = {"all chosen layers": (total, float(rates))}
@@ -199,7 +199,7 @@ def zero_pruned_optimizer_slots(optimizer, model) -> None:
     if optimizer is None or not getattr(optimizer, "built", False):
         return
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    for mw in masked.masked_weights(model):
+    for mw in layers.masked_weights(model):
         keep = keras.ops.convert_to_numpy(mw.mask) != 0
         if keep.all():
             continue
@@ -268,11 +268,11 @@ class GradualPruner:
 
     def bind(self, model) -> "GradualPruner":
         """Resolves per-layer targets and checks them against `model`."""
-        every = masked.masked_weights(model)
+        every = layers.masked_weights(model)
         if not every:
             raise ValueError("GradualMagnitudePruning found no MaskedLayer in the model: use "
                              "lth_keras.make_prunable(model) or masked layers.")
-        chosen = [mw.name for mw in masked.masked_weights(model, include=self.include, exclude=self.exclude)]
+        chosen = [mw.name for mw in layers.masked_weights(model, include=self.include, exclude=self.exclude)]
         if not chosen:
             raise ValueError("`include`/`exclude` leave no masked layer to prune.")
         kinds = {mw.name: mw.kind for mw in every}
@@ -337,7 +337,7 @@ class GradualPruner:
             return {"step": int(step if seen_at is None else seen_at), "update_step": int(step),
                     "target_sparsity": 0.0, "sparsity": 0.0, "remaining": 0, "total": 0,
                     "sparsity_per_layer": {}, "target_per_layer": {}}
-        weights = {mw.name: mw for mw in masked.masked_weights(model)}
+        weights = {mw.name: mw for mw in layers.masked_weights(model)}
         names = self._names
         current = {n: keras.ops.convert_to_numpy(weights[n].mask) for n in names}
         values = {n: keras.ops.convert_to_numpy(weights[n].weight) for n in names}
@@ -347,7 +347,7 @@ class GradualPruner:
             new = sparsity.prune_to_counts(values, current, counts, pattern=self.pattern,
                                            axes=self.axes, together=together)
             changed = {n: m for n, m in new.items() if not np.array_equal(m, current[n])}
-            masked.set_masks(model, changed)
+            layers.set_masks(model, changed)
             zero_pruned_optimizer_slots(optimizer, model)
             current.update(new)
         sizes = {n: int(np.size(current[n])) for n in names}
