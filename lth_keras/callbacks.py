@@ -84,9 +84,15 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     counted.)
 
     Round lengths when rewinding (``rewind_iteration=k``): as in Frankle et al.
-    2019 and OpenLTH, a rewound round continues from iteration k. The
-    optimizer's iteration count is set to k, so learning-rate warmup and
-    drops continue instead of replaying. With `round_steps=T` the first
+    2019 and OpenLTH, a rewound round continues from iteration k. When the
+    optimizer has a learning-rate schedule, its iteration count is set to
+    k, so warmup and drops continue instead of replaying; Keras optimizers
+    feed the same count to Adam's bias correction, which has then already
+    saturated (the first steps from zeroed moments are up to about 3x
+    larger than a fresh Adam's). Without a schedule the count restarts at
+    0 with the moments, as OpenLTH's optimizer does. (`lth_keras.main`'s
+    Trainer does both at once: the schedule continues and the count
+    restarts.) With `round_steps=T` the first
     round runs T steps and every later round the remaining T - k, so R
     rounds take ``T + (R - 1) * (T - k)`` steps: run ``fit`` for exactly
     that many. With `round_epochs` every round stays `round_epochs` epochs
@@ -435,8 +441,10 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self.reset_point.restore(self.model)
         if self.reset_optimizer:
             reset_optimizer_state(self.model.optimizer)
-            if self.rewind_iteration:
+            if self.rewind_iteration and _has_schedule(self.model.optimizer):
                 # The rewound round continues the schedule from iteration k.
+                # (Without a schedule the count stays 0, as a fresh
+                # optimizer's: Adam's bias correction restarts with its moments.)
                 self.model.optimizer.iterations.assign(self.rewind_iteration)
         self._round_base = self._iterations()
         if self.verbose:
@@ -629,3 +637,9 @@ def _to_float(value):
 
 def _say(message):
     print(message, flush=True)
+
+
+def _has_schedule(optimizer) -> bool:
+    """Whether the optimizer's learning rate depends on its iteration count."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return isinstance(getattr(inner, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule)

@@ -41,6 +41,8 @@ Manifest format (``figures/manifest.json``; paths relative to its directory)::
          "experiments": ["conv2", "conv4", "conv6"],
          "labels": ["Conv-2", "Conv-4", "Conv-6"]},
         {"name": "lenet/early_stop_panel", "plot": "early_stop_panel",
+         "experiments": ["lenet"]},
+        {"name": "lenet/instability", "plot": "instability",   # its instability.csv
          "experiments": ["lenet"]}
       ]
     }
@@ -72,6 +74,7 @@ MANIFEST_PLOTS = {
     "accuracy_curves": ("pms", "reinit_pms", "trial", "control_arm", "pm_tolerance", "band", "title"),
     "metric_vs_pm": ("metric", "arms", "labels", "title"),
     "early_stop_panel": ("arms", "labels", "metrics", "title"),
+    "instability": ("accuracy", "title"),
 }
 _ENTRY_KEYS = ("name", "plot", "experiments", "formats", "dpi")
 
@@ -246,8 +249,8 @@ def load_manifest(figures_dir: str, manifest: str = MANIFEST_FILE) -> dict:
         exps = entry.get("experiments")
         if not isinstance(exps, list) or not exps or not all(isinstance(e, str) for e in exps):
             raise FiguresError(f'{where}: "experiments" must be a non-empty list of directories')
-        if kind == "accuracy_curves" and len(exps) != 1:
-            raise FiguresError(f"{where}: accuracy_curves takes exactly one experiment")
+        if kind in ("accuracy_curves", "instability") and len(exps) != 1:
+            raise FiguresError(f"{where}: {kind} takes exactly one experiment")
         if kind == "metric_vs_pm" and entry.get("metric") not in plotting.METRIC_LABELS:
             raise FiguresError(f'{where}: "metric" must be one of {sorted(plotting.METRIC_LABELS)}')
         for e in exps:
@@ -276,6 +279,8 @@ def regenerate_all(
         kwargs = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
         if kind == "accuracy_curves":
             fig, data = plotting.plot_accuracy_curves(roots[0], **kwargs)
+        elif kind == "instability":
+            fig, data = plotting.plot_instability(roots[0], **kwargs)
         elif kind == "metric_vs_pm":
             metric = kwargs.pop("metric")
             fig, data = plotting.plot_metric_vs_pm(roots if len(roots) > 1 else roots[0], metric, **kwargs)

@@ -7,8 +7,8 @@ the Lottery Ticket Hypothesis") of an experiment's tickets.
 For each trial, round r (the dense network is round 0) and rewind
 iteration k: the ticket's mask of round r is applied to the dense
 network's weights at iteration k, two copies are trained from there to the
-end of training (iterations k+1 … T, the optimizer's iteration count
-starting at k) with different data orders, and the test error is measured
+end of training (iterations k+1 … T, the learning-rate schedule at k and
+a freshly reset optimizer, as in a rewound round) with different data orders, and the test error is measured
 at `points` evenly spaced points of the linear path αW1 + (1−α)W2 between
 them. The **error barrier** is the largest error on the path minus the mean
 of the two ends' errors; a network is stable at k when the barrier is
@@ -31,7 +31,10 @@ per trial, round and k: ``trial, round, pm, rewind_iteration, barrier,
 end_error, end_accuracy, error_0, error_0.1, …, error_1``; the columns
 ``error_<α>`` hold the test error at αW1 + (1−α)W2) and ``instability.png``.
 Running the same command again skips what is finished (a killed run loses
-at most the copy it was training).
+at most the copy it was training). One process analyses a trial at a time
+(a lock in ``.locks/``): a second one on the same trial stops with one line
+naming the holder, or waits for it with ``--wait_for_lock``; processes given
+different ``--trials`` run side by side.
 
 Example (from Python):
 
@@ -55,7 +58,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lth_keras import results
+from lth_keras import locks, results
 
 __all__ = ["InstabilityError", "run_instability", "barrier", "path_alphas", "plot_instability", "CSV_NAME"]
 
@@ -101,9 +104,9 @@ def _error_column(alpha: float) -> str:
 
 
 def _reset_at(trainer, k: int) -> None:
-    """A fresh optimizer whose iteration count is k: ``reset_round(iteration=k)``
-    where the Trainer has it (rewinding that continues from k), else the
-    same by hand."""
+    """A freshly reset optimizer whose schedule starts at k:
+    ``reset_round(iteration=k)`` where the Trainer has it (rewinding that
+    continues from k), else the count set to k by hand."""
     if "iteration" in inspect.signature(trainer.reset_round).parameters:
         trainer.reset_round(iteration=k)
         return
@@ -229,20 +232,24 @@ def _rows(root):
     return found
 
 
-def _write_csv(root) -> str:
-    rows = _rows(root)
-    fixed = ["trial", "round", "pm", "rewind_iteration", "barrier", "end_error", "end_accuracy", "iterations",
-             "seed_0", "seed_1"]
-    errors = sorted({k for r in rows for k in r if k.startswith("error_")}, key=lambda c: float(c[6:]))
-    path = os.path.join(root, CSV_NAME)
-    results.atomic_write_csv(path, rows, fieldnames=fixed + errors)
+def _write_csv(exp_dir) -> str:
+    # Under the shared lock: a process that listed the rows before another
+    # one's newest row must not write its CSV after that one's.
+    with exp_dir.shared_lock():
+        rows = _rows(exp_dir.root)
+        fixed = ["trial", "round", "pm", "rewind_iteration", "barrier", "end_error", "end_accuracy", "iterations",
+                 "seed_0", "seed_1"]
+        errors = sorted({k for r in rows for k in r if k.startswith("error_")}, key=lambda c: float(c[6:]))
+        path = os.path.join(exp_dir.root, CSV_NAME)
+        results.atomic_write_csv(path, rows, fieldnames=fixed + errors)
     return path
 
 
 def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
                     rewind_iterations: Sequence[int] = (0, 100, 500, 2000), points: int = 11,
                     trials: Sequence[int] | None = None, seeds: Sequence[int] | None = None,
-                    figure: bool = True, log: Callable[[str], None] | None = None) -> str:
+                    figure: bool = True, wait_for_lock: bool = False,
+                    log: Callable[[str], None] | None = None) -> str:
     """Measures the error barrier of the ticket of each round at each rewind
     iteration (see the module doc) and returns instability.csv's path.
 
@@ -256,10 +263,14 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
             trial's seed, different from each other and from the
             experiment's). Equal seeds give identical copies: barrier 0.
         figure: also draw instability.png.
+        wait_for_lock: when another process analyses one of the trials,
+            wait for it instead of raising `lth_keras.locks.LockHeldError`.
         log: progress lines (default: stdout).
 
     Raises:
         InstabilityError: a bad argument, naming its flag.
+        lth_keras.locks.LockHeldError: another process analyses a trial
+            (one line naming its pid and host).
     """
     from lth_keras import cli, schedule
     from lth_keras.config import ConfigError, load_dataset
@@ -311,14 +322,22 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
 
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
-        for t in trials:
-            ctx = None
-            for _, r, k in [x for x in todo if x[0] == t]:
-                ctx = ctx or _Context(config, data, exp_dir, t, log)
-                row = _measure(ctx, r, k, alphas, pair(t))
-                results.atomic_write_json(_row_path(exp_dir.root, t, r, k), row)
-                _write_csv(exp_dir.root)
-    path = _write_csv(exp_dir.root)
+        for t in sorted({x[0] for x in todo}):
+            # One process per trial's analysis: a second one is refused (or
+            # waits), instead of training the same copies twice.
+            lock = exp_dir.lock_path(f"instability_trial_{t}")
+            with locks.FileLock(lock, what=f"the instability analysis of trial {t} of {exp_dir.root}",
+                                wait=wait_for_lock, advice="pass --wait_for_lock to wait for it, or run other --trials",
+                                on_wait=lambda who, t=t: log(f"trial {t}: waiting for {who} (--wait_for_lock)")):
+                ctx = None
+                for _, r, k in todo:
+                    if _ != t or _is_measured(exp_dir.root, t, r, k, alphas, pair(t)):
+                        continue  # another trial, or measured while this process waited
+                    ctx = ctx or _Context(config, data, exp_dir, t, log)
+                    row = _measure(ctx, r, k, alphas, pair(t))
+                    results.atomic_write_json(_row_path(exp_dir.root, t, r, k), row)
+                    _write_csv(exp_dir)
+    path = _write_csv(exp_dir)
     if figure:
         plot_instability(path, os.path.join(exp_dir.root, FIGURE_NAME + ".png"))
     log(f"Done. Instability: {path}")
@@ -354,38 +373,17 @@ def _is_measured(root, trial, round_, k, alphas, seeds):
 
 
 def plot_instability(csv_path: str, out_path: str | None = None, *, accuracy: bool = True):
-    """Error barrier against rewind iteration k, one line per sparsity (mean
-    over trials, min/max as error bars), and the copies' test accuracy
-    against k beside it. Returns the matplotlib Figure (saved to
-    `out_path` when given).
+    """Error barrier against rewind iteration k, one line per sparsity, and
+    the copies' test accuracy beside it (`lth_keras.plotting.plot_instability`,
+    which the figures manifest's ``"instability"`` kind also draws). Returns
+    the matplotlib Figure (saved to `out_path` when given).
 
     Example:
         >>> fig = plot_instability("runs/lenet/instability.csv")   # doctest: +SKIP
     """
-    import pandas as pd
-    from matplotlib.figure import Figure
+    from lth_keras import plotting
 
-    df = pd.read_csv(csv_path)
-    panels = [("barrier", "Error barrier (test)")] + ([("end_accuracy", "Test accuracy (end of training)")]
-                                                       if accuracy else [])
-    fig = Figure(figsize=(5.2 * len(panels), 4.0))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (column, label) in zip(axes, panels):
-        for round_, group in df.groupby("round"):
-            stats = group.groupby("rewind_iteration")[column].agg(["mean", "min", "max"]).sort_index()
-            pm = group["pm"].mean()
-            ks = stats.index.to_numpy()
-            ax.errorbar(ks, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
-                        marker="o", capsize=3, label=f"P_m {pm:.1f}%")
-        ax.set_xscale("symlog", linthresh=max(1, min([k for k in df["rewind_iteration"] if k > 0] or [1])))
-        ax.set_xlabel("Rewind iteration k")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        if column == "barrier":
-            ax.axhline(0.0, color="0.5", linewidth=0.8)
-        ax.legend(fontsize=8)
-    fig.suptitle("Instability: linear-path error barrier between two copies trained from k")
-    fig.tight_layout()
+    fig, _ = plotting.plot_instability(csv_path, accuracy=accuracy)
     if out_path:
         fig.savefig(out_path, dpi=120)
     return fig
@@ -410,6 +408,8 @@ def _define_flags(flag_values):
     flags.DEFINE_list("copy_seeds", [], "Two data-order seeds for the copies (default: derived from the "
                       "trial's seed). Equal seeds: the same data order.", flag_values=flag_values)
     flags.DEFINE_bool("figure", True, "Also draw instability.png.", flag_values=flag_values)
+    flags.DEFINE_bool("wait_for_lock", False, "When another process analyses one of the trials, wait for it "
+                      "instead of stopping with an error.", flag_values=flag_values)
 
 
 def _ints(values, flag):
@@ -441,8 +441,9 @@ def main(argv=None) -> None:
             trials=_ints(f.trials, "trials") or None,
             seeds=_ints(f.copy_seeds, "copy_seeds") or None,
             figure=f.figure,
+            wait_for_lock=f.wait_for_lock,
         )
-    except InstabilityError as e:
+    except (InstabilityError, locks.LockError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -581,6 +581,59 @@ def plot_accuracy_curves(
 # --------------------------------------------------------------------------
 
 
+INSTABILITY_CSV = "instability.csv"
+
+
+def plot_instability(path: str, *, accuracy: bool = True, title: str | None = None):
+    """The instability figure of Frankle et al. 2020 from an experiment's
+    ``instability.csv`` (written by ``python -m lth_keras.instability``):
+    the error barrier against the rewind iteration k, one line per
+    sparsity (mean over trials, min/max as error bars), and beside it the
+    copies' mean test accuracy at the end of training against k.
+
+    Args:
+        path: the CSV, or the experiment directory that holds it.
+        accuracy: draw the accuracy panel too.
+        title: the figure's title.
+
+    Returns:
+        ``(fig, data)``: data has "rows" (the CSV as a DataFrame) and
+        "missing" (notes on what could not be drawn).
+
+    Example:
+        >>> fig, data = plot_instability("runs/lenet")   # doctest: +SKIP
+    """
+    csv_path = os.path.join(path, INSTABILITY_CSV) if os.path.isdir(path) else path
+    missing = []
+    try:
+        df = pd.read_csv(csv_path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        df = pd.DataFrame(columns=["round", "pm", "rewind_iteration", "barrier", "end_accuracy"])
+        missing.append(f"{csv_path}: no instability rows (run python -m lth_keras.instability)")
+    panels = [("barrier", "Error barrier (test)")] + ([("end_accuracy", "Test accuracy (end of training)")]
+                                                       if accuracy else [])
+    fig = Figure(figsize=(5.2 * len(panels), 4.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    positive = [k for k in df["rewind_iteration"] if k > 0]
+    for ax, (column, label) in zip(axes, panels):
+        for _, group in df.groupby("round"):
+            stats = group.groupby("rewind_iteration")[column].agg(["mean", "min", "max"]).sort_index()
+            ax.errorbar(stats.index.to_numpy(), stats["mean"],
+                        yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
+                        marker="o", capsize=3, label=f"P_m {group['pm'].mean():.1f}%")
+        ax.set_xscale("symlog", linthresh=max(1, min(positive or [1])))
+        ax.set_xlabel("Rewind iteration k")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if column == "barrier":
+            ax.axhline(0.0, color="0.5", linewidth=0.8)
+        if len(df):
+            ax.legend(fontsize=8)
+    fig.suptitle(title or "Instability: linear-path error barrier between two copies trained from k")
+    fig.tight_layout()
+    return fig, {"rows": df, "missing": missing}
+
+
 def save(fig, path_without_ext: str, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[str]:
     """Writes ``fig`` as ``<path>.png`` and ``<path>.pdf`` (parent dirs made);
     returns the paths written."""

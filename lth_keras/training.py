@@ -94,12 +94,18 @@ class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
     ```
     """
 
-    def __init__(self, learning_rate, boundaries=(), warmup_iterations=0):
+    def __init__(self, learning_rate, boundaries=(), warmup_iterations=0, offset=None):
         self.learning_rate = float(learning_rate)
         self.boundaries = tuple(int(b) for b in boundaries)
         self.warmup_iterations = int(warmup_iterations)
+        # A variable added to the step (not part of the config): a rewound
+        # round's schedule continues from k while the optimizer's own count,
+        # and with it Adam's bias correction, restarts at 0.
+        self.offset = offset
 
     def __call__(self, step):
+        if self.offset is not None:
+            step = keras.ops.cast(step, "int64") + keras.ops.cast(self.offset, "int64")
         return schedule.warmup_piecewise(
             step, self.learning_rate, self.boundaries, self.warmup_iterations, keras.ops
         )
@@ -112,8 +118,12 @@ class WarmupPiecewiseDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def make_optimizer(hp: TrainingHparams) -> keras.optimizers.Optimizer:
+def make_optimizer(hp: TrainingHparams, schedule_offset=None) -> keras.optimizers.Optimizer:
     """The round's optimizer, with the warmup/step-decay schedule if any.
+
+    `schedule_offset` (a variable, optional) is added to the optimizer's
+    iteration count wherever the schedule is evaluated (see
+    `Trainer.reset_round`).
 
     Under the ``mixed_float16`` global dtype policy it is wrapped in a
     `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling);
@@ -125,7 +135,7 @@ def make_optimizer(hp: TrainingHparams) -> keras.optimizers.Optimizer:
     """
     lr = hp.learning_rate
     if hp.lr_boundaries or hp.warmup_iterations:
-        lr = WarmupPiecewiseDecay(hp.learning_rate, hp.lr_boundaries, hp.warmup_iterations)
+        lr = WarmupPiecewiseDecay(hp.learning_rate, hp.lr_boundaries, hp.warmup_iterations, schedule_offset)
     optimizer = schedule.build_optimizer(keras.optimizers, hp.optimizer, lr, hp.momentum, hp.weight_decay)
     if keras.mixed_precision.dtype_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -177,9 +187,10 @@ class Trainer:
 
     Rewinding: a round that starts from the weights at iteration k (Frankle
     et al. 2019) runs ``reset_round(iteration=k)`` and
-    ``train_round(round_start=k)``: the optimizer's iteration count starts
-    at k (warmup and learning-rate drops continue, not replay), the data
-    order continues from position k, and the round runs the remaining
+    ``train_round(round_start=k)``: the learning-rate schedule starts at k
+    (warmup and drops continue, not replay), the optimizer's own state
+    restarts as a fresh optimizer's (see `reset_round`), the data order
+    continues from position k, and the round runs the remaining
     ``iterations - k`` steps.
     """
 
@@ -208,7 +219,8 @@ class Trainer:
             raise ValueError(f"batch_size ({hp.batch_size}) exceeds the training set ({n_train}).")
         self.steps_per_epoch = n_train // hp.batch_size
         with self.strategy.scope():
-            self.optimizer = make_optimizer(hp)
+            self._schedule_offset = tf.Variable(0, dtype=tf.int64, trainable=False, name="schedule_offset")
+            self.optimizer = make_optimizer(hp, self._schedule_offset)
             self.optimizer.build(model.trainable_variables)
         self._loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         self._mask_of = {id(mw.weight): mw.mask for mw in layers.masked_weights(model)}
@@ -374,15 +386,35 @@ class Trainer:
         return float(loss) / n, float(correct) / n
 
     def reset_round(self, iteration: int = 0) -> None:
-        """Re-initialises the optimizer (moments, momentum, accumulators) and
-        sets its iteration count to `iteration`: 0 for a round from θ0, the
-        rewind iteration k for a rewound round, so the learning-rate
-        schedule continues from k."""
+        """Re-initialises the optimizer (moments, momentum, accumulators and
+        its iteration count) for a round that starts at `iteration`: 0 for
+        a round from θ0, the rewind iteration k for a rewound round.
+
+        A rewound round's learning-rate schedule (warmup, drops) continues
+        from k, while the optimizer's own step count restarts at 0 with its
+        zeroed moments, as a freshly built optimizer's does: Adam's bias
+        correction then scales the first steps as it should. (With the
+        count itself at k, Adam's correction would already have saturated
+        and its first steps from zeroed moments would be about 3x too
+        large.) This is OpenLTH's behaviour: its PyTorch optimizer restarts
+        while the schedule is stepped to k. The step count is the
+        optimizer's ``iterations`` plus k (`round_iteration`).
+        """
         if not 0 <= iteration < self.hp.iterations:
             raise ValueError(f"iteration must be in [0, {self.hp.iterations}), got {iteration}.")
         snapshots.reset_optimizer_state(self.optimizer)
-        if iteration:
-            self.optimizer.iterations.assign(iteration)
+        self._schedule_offset.assign(iteration)
+
+    @property
+    def round_iteration(self) -> int:
+        """The iteration the model is at: the round's start plus the
+        optimizer's steps since `reset_round`."""
+        return int(self._schedule_offset.numpy()) + int(self.optimizer.iterations.numpy())
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next step."""
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
 
     def train_steps(self, start: int, n_steps: int) -> tuple[float, float]:
         """Runs `n_steps` optimizer steps from iteration `start`.
@@ -438,6 +470,7 @@ class Trainer:
         arrays.update(
             {f"optimizer/{i:05d}": np.array(v.numpy()) for i, v in enumerate(self.optimizer.variables)}
         )
+        arrays["schedule/offset"] = np.array(self._schedule_offset.numpy())
         return arrays
 
     def load_state_arrays(self, arrays) -> None:
@@ -450,3 +483,6 @@ class Trainer:
                 )
             for key, variable in zip(keys, variables):
                 variable.assign(arrays[key])
+        # A checkpoint without it was written when a rewound round's
+        # optimizer count itself started at k: offset 0 continues it as it was.
+        self._schedule_offset.assign(int(arrays.get("schedule/offset", 0)))

@@ -171,20 +171,28 @@ def test_rewind_resets_survivors_to_step_k():
     assert counts(run.after.masks[1]) == {n: v[2] for n, v in lenet_expected(2).items()}
 
 
-def test_rewind_with_round_steps():
+@pytest.mark.parametrize("scheduled", [True, False], ids=["schedule", "constant_lr"])
+def test_rewind_with_round_steps(scheduled):
     k = 3
     step_k = L.StepRecorder(k)
     # 5 steps per epoch, 3 epochs = 15 steps: a first round of 5, then rounds
     # of 5 - k = 2 steps that continue from iteration k, as in OpenLTH.
-    run = run_imp(seed=2, epochs=3, round_epochs=None, round_steps=5, rewind_step=k, extra_before=[step_k])
+    lr = keras.optimizers.schedules.PiecewiseConstantDecay([4], [1.2e-3, 1.2e-4]) if scheduled else 1.2e-3
+    run = run_imp(seed=2, epochs=3, optimizer=keras.optimizers.Adam(lr), round_epochs=None, round_steps=5,
+                  rewind_step=k, extra_before=[step_k])
     assert [r["steps"] for r in run.imp.rounds] == [5, 2, 2, 2, 2, 2]
     theta_k = {n: step_k.values[f"{n}/kernel"] for n in LENET}
     # The round boundary is at the end of epoch 0: the recorder after IMP sees the reset.
     assert_reset_to(run.after.kernels[0], run.after.masks[0], theta_k)
     assert counts(run.after.masks[0]) == {n: v[1] for n, v in lenet_expected(1).items()}
-    assert run.after.iterations[0] == k  # the schedule continues from k
-    assert run.before.iterations[1] == k + 1  # step 10 is the first step of the round after 8..9
-    assert int(run.model.optimizer.iterations.numpy()) == 5  # every round ends at T
+    if scheduled:  # the schedule continues from k
+        assert run.after.iterations[0] == k
+        assert run.before.iterations[1] == k + 1  # step 10 is the first step of the round after 8..9
+        assert int(run.model.optimizer.iterations.numpy()) == 5  # every round ends at T
+    else:  # nothing to continue: the count restarts with Adam's moments, as a fresh Adam's
+        assert run.after.iterations[0] == 0
+        assert run.before.iterations[1] == 1
+        assert int(run.model.optimizer.iterations.numpy()) == 5 - k
     assert counts(L.masks(run.model)) == {n: v[5] for n, v in lenet_expected(5).items()}
 
 

@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 from absl.testing import flagsaver
 
@@ -205,6 +207,32 @@ def test_regenerate_flag(runs, tmp_path, fake_save, capsys):
     assert os.path.exists(fdir / "a" / "accuracy_curves.pdf")
     assert _main(["--regenerate", f"--figures_dir={fdir}", f"--results={runs}"]).startswith(
         "error: --regenerate: do not combine with --results")
+
+
+def test_regenerate_draws_the_instability_figure_from_its_csv(runs, tmp_path):
+    fdir, manifest = _figures_dir(tmp_path, runs)
+    rows = [dict(trial=t, round=r, pm=pm, rewind_iteration=k, barrier=0.01 * (r + 1) / (k + 1) + 0.001 * t,
+                 end_error=0.12, end_accuracy=0.88 - 0.001 * k, **{"error_0": 0.1, "error_1": 0.12})
+            for t in (0, 1) for r, pm in ((0, 100.0), (3, 51.2)) for k in (0, 100, 500)]
+    pd.DataFrame(rows).to_csv(fdir / "a" / "instability.csv", index=False)
+    manifest["figures"] = [{"name": "a/instability", "plot": "instability", "experiments": ["a"]},
+                           {"name": "b/instability", "plot": "instability", "experiments": ["b"],
+                            "accuracy": False}]
+    (fdir / "manifest.json").write_text(json.dumps(manifest))
+    lines = []
+    written = figures.regenerate_all(str(fdir), log=lines.append)
+    assert [os.path.relpath(p, fdir) for p in written] == ["a/instability.png", "b/instability.png"]
+    assert any(l.startswith("missing: b/instability: ") and "instability.csv" in l for l in lines), lines
+    fig, data = plotting.plot_instability(str(fdir / "a"))
+    assert len(fig.axes) == 2 and len(data["rows"]) == 12 and not data["missing"]
+    # One line per sparsity, through the mean over trials at each k.
+    means = sorted(tuple(np.round(np.asarray(c.lines[0].get_ydata(), float), 6)) for c in fig.axes[0].containers)
+    want = sorted(tuple(np.round([0.01 * (r + 1) / (k + 1) + 0.0005 for k in (0, 100, 500)], 6)) for r in (0, 3))
+    assert means == want
+    manifest["figures"][0]["experiments"] = ["a", "b"]
+    (fdir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(figures.FiguresError, match="instability takes exactly one experiment"):
+        figures.regenerate_all(str(fdir), log=lambda s: None)
 
 
 @pytest.mark.parametrize("change, message", [

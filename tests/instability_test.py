@@ -167,3 +167,31 @@ def test_default_trials_and_rounds_are_what_the_directory_holds(tmp_path):
     path = instability.run_instability(exp.root, rewind_iterations=[0], points=2, figure=False, log=QUIET)
     df = pd.read_csv(path)
     assert sorted(zip(df["trial"], df["round"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_a_trial_under_analysis_is_refused_or_waited_for(tmp_path):
+    # A second process on the same trial gets one line naming the holder,
+    # or waits with --wait_for_lock, and then measures nothing twice.
+    import threading
+
+    from lth_keras import locks
+
+    exp = _experiment(tmp_path, "locked", iterations=100, learning_rate=1.2e-3, rounds=1)
+    held = locks.FileLock(results.ExperimentDir(exp.root).lock_path("instability_trial_0"))
+    held.acquire()
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            instability.main(["instability", f"--results={exp.root}", "--rewind_iterations=0", "--points=2"])
+        message = str(exit_.value.code)
+        assert message.startswith("error: the instability analysis of trial 0") and f"pid {os.getpid()}" in message
+        assert "--wait_for_lock" in message and "\n" not in message
+        assert not os.path.exists(os.path.join(exp.root, "instability", "trial_0"))
+
+        lines = []
+        threading.Timer(1.0, held.release).start()
+        instability.run_instability(exp.root, rewind_iterations=[0], points=2, figure=False,
+                                    wait_for_lock=True, log=lines.append)
+    finally:
+        held.release()
+    assert any("waiting for pid" in line for line in lines), lines
+    assert len(pd.read_csv(os.path.join(exp.root, "instability.csv"))) == 1

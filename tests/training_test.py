@@ -384,11 +384,39 @@ def test_rewound_round_continues_from_iteration_k_like_an_uninterrupted_run(dete
     for v, value in zip(rewound.variables, theta_k):
         v.assign(value)
     t2.reset_round(iteration=k)
-    assert int(t2.optimizer.iterations.numpy()) == k
+    assert t2.round_iteration == k
+    assert t2.learning_rate == pytest.approx(0.05)  # warmup (20) is over at k, the drop (60) to come
     curve = t2.train_round(round_start=k)
     assert [r["iteration"] for r in curve] == [62, 87, 100]
-    assert int(t2.optimizer.iterations.numpy()) == total  # T - k steps ran
+    assert int(t2.optimizer.iterations.numpy()) == total - k  # T - k steps ran
+    assert t2.round_iteration == total
     _assert_identical(_variables(straight), _variables(rewound))
+
+
+def test_rewound_adam_restarts_its_bias_correction_while_the_schedule_continues(deterministic_ops):
+    # OpenLTH: the rewound round's optimizer is a fresh one (step count 0,
+    # zeroed moments) and only the schedule is stepped to k. Adam's first
+    # step from zeroed moments then moves every weight by about lr(k), as a
+    # fresh Adam's first step does. With the count itself at k, Adam's bias
+    # correction would scale it by sqrt(1 - 0.999^(k+1)) / (1 - 0.9^(k+1)) x
+    # 3.16: about 0.6 lr(k) at k = 40, 2.9 lr(k) at k = 2,000.
+    data = _synthetic()
+    k = 40
+    hp = _hp(optimizer="adam", learning_rate=1e-3, warmup_iterations=80, iterations=100)
+    model = models.build("lenet", data.input_shape, data.num_classes, seed=0)
+    trainer = training.Trainer(model, data, hp, seed=1)
+    trainer.train_steps(0, 5)  # moments and count that the reset must clear
+    trainer.reset_round(iteration=k)
+    lr_k = 1e-3 * (k + 1) / 80  # the warmup continues from k
+    assert trainer.learning_rate == pytest.approx(lr_k)
+    before = _kernels(model)
+    trainer.train_steps(k, 1)
+    after = _kernels(model)
+    moved = np.concatenate([np.abs(after[n] - before[n]).ravel() for n in before])
+    moved = moved[moved > 0]
+    # |Δ| = lr·|g|/(|g| + ε) ≤ lr on the first step of a fresh Adam.
+    assert moved.max() <= lr_k * (1 + 1e-4)
+    assert np.median(moved) > 0.9 * lr_k
 
 
 def test_rewound_round_resumes_from_a_checkpoint_identically(deterministic_ops):
