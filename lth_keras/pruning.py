@@ -39,6 +39,7 @@ __all__ = [
     "remaining_after",
     "resolve_rates",
     "prune_layerwise",
+    "remove_smallest",
     "prune_global",
     "random_masks",
     "percent_remaining",
@@ -238,22 +239,45 @@ def prune_global(
     n = num_to_prune(total_alive, rate)
     if n == 0:
         return new_masks
+    remove_smallest(new_masks, weights, dict(zip(names, alive_per_layer)), n)
+    return new_masks
+
+
+def remove_smallest(masks: dict, weights: Mapping[str, np.ndarray],
+                    candidates: Mapping[str, np.ndarray], n: int) -> None:
+    """Zeroes in `masks` (float arrays, changed in place) the `n` weights of
+    smallest magnitude among `candidates`, ranked together across layers.
+
+    The one selection global magnitude pruning and the gradual schedule's
+    global target share. Ties go to the earlier layer in `candidates`'
+    order, then to the lower flat index (a stable sort).
+
+    Args:
+        masks: the masks to change, by name.
+        weights: weights by name.
+        candidates: by name, the flat indices that may be removed (in
+            ascending order), in the order that breaks ties.
+        n: how many to remove (at most the number of candidates).
+
+    Example:
+        >>> m = {"a": np.ones(3, np.float32), "b": np.ones(2, np.float32)}
+        >>> w = {"a": np.array([0.5, -0.1, 2.0]), "b": np.array([0.1, 3.0])}
+        >>> remove_smallest(m, w, {"a": np.arange(3), "b": np.arange(2)}, 2)
+        >>> m["a"].tolist(), m["b"].tolist()
+        ([1.0, 0.0, 1.0], [0.0, 1.0])
+    """
+    names = list(candidates)
     magnitudes = np.concatenate(
-        [
-            np.abs(np.asarray(weights[name], dtype=np.float64).reshape(-1)[alive])
-            for name, alive in zip(names, alive_per_layer)
-        ]
+        [np.abs(np.asarray(weights[name], dtype=np.float64).reshape(-1)[candidates[name]]) for name in names]
     )
-    layer_of = np.concatenate(
-        [np.full(alive.size, i, dtype=np.int64) for i, alive in enumerate(alive_per_layer)]
-    )
-    index_of = np.concatenate(alive_per_layer)
+    layer_of = np.concatenate([np.full(np.size(candidates[name]), i, dtype=np.int64) for i, name in enumerate(names)])
+    index_of = np.concatenate([candidates[name] for name in names])
     removed = np.argsort(magnitudes, kind="stable")[:n]
     for i, name in enumerate(names):
-        flat = new_masks[name].reshape(-1)
+        shape = np.shape(masks[name])
+        flat = np.asarray(masks[name]).reshape(-1)
         flat[index_of[removed[layer_of[removed] == i]]] = 0.0
-        new_masks[name] = flat.reshape(np.shape(masks[name]))
-    return new_masks
+        masks[name] = flat.reshape(shape)
 
 
 def random_masks(

@@ -56,7 +56,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -532,10 +532,11 @@ def read_json(path: str, *, expect: type = dict, what: str = "") -> Any:
     return value
 
 
-def read_curve_file(path: str) -> list[dict]:
-    """A curve.csv: "iteration" an int, every other value a float (empty
-    cells are NaN). Raises `CorruptResultError` when the file is missing, has
-    no rows, lacks a column, or has a cut-short or non-numeric row."""
+def read_checked_csv(path: str, required: Sequence[str], advice: str = "") -> list[dict]:
+    """A CSV's rows as dicts of strings, checked: raises `CorruptResultError`
+    when the file is missing or empty, its header lacks a `required` column,
+    or a row has another number of cells than the header (a cut-short
+    write). `advice` ends the error's message."""
     path = os.fspath(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -543,19 +544,30 @@ def read_curve_file(path: str) -> list[dict]:
             header = next(reader, None)
             if not header:
                 raise ValueError("empty file")
-            missing = [c for c in CURVE_COLUMNS if c not in header]
+            missing = [c for c in required if c not in header]
             if missing:
                 raise ValueError(f"no column {missing[0]!r} in the header")
             rows = []
             for line_number, cells in enumerate(reader, start=2):
                 if len(cells) != len(header):
                     raise ValueError(f"line {line_number} has {len(cells)} cells, the header {len(header)}")
-                row = {k: _as_float(v) for k, v in zip(header, cells)}
-                row["iteration"] = int(cells[header.index("iteration")])
-                rows.append(row)
+                rows.append(dict(zip(header, cells)))
+            return rows
     except FileNotFoundError as e:
         raise CorruptResultError(path, _reason(e)) from None
     except (OSError, ValueError, csv.Error, UnicodeDecodeError) as e:
+        raise CorruptResultError(path, f"truncated or unparsable ({_reason(e)}){advice}") from None
+
+
+def read_curve_file(path: str) -> list[dict]:
+    """A curve.csv: "iteration" an int, every other value a float (empty
+    cells are NaN). Raises `CorruptResultError` when the file is missing, has
+    no rows, lacks a column, or has a cut-short or non-numeric row."""
+    path = os.fspath(path)
+    try:
+        rows = [{**{k: _as_float(v) for k, v in cells.items()}, "iteration": int(cells["iteration"])}
+                for cells in read_checked_csv(path, CURVE_COLUMNS)]
+    except ValueError as e:
         raise CorruptResultError(path, f"truncated or unparsable ({_reason(e)})") from None
     if not rows:
         raise CorruptResultError(path, "truncated (no rows)")
@@ -1016,24 +1028,5 @@ def load_summary(path_or_root: str):
 
 def _read_summary_csv(path: str) -> list[dict]:
     """summary.csv's rows as dicts of strings; raises `CorruptResultError`."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header:
-                raise ValueError("empty file")
-            missing = [c for c in ("trial", "arm", "round") if c not in header]
-            if missing:
-                raise ValueError(f"no column {missing[0]!r} in the header")
-            rows = []
-            for line_number, cells in enumerate(reader, start=2):
-                if len(cells) != len(header):
-                    raise ValueError(f"line {line_number} has {len(cells)} cells, the header {len(header)}")
-                rows.append(dict(zip(header, cells)))
-            return rows
-    except FileNotFoundError as e:
-        raise CorruptResultError(path, _reason(e)) from None
-    except (OSError, ValueError, csv.Error, UnicodeDecodeError) as e:
-        raise CorruptResultError(
-            path, f"truncated or unparsable ({_reason(e)}); rerun the experiment's command to rebuild it "
-                  "from the rounds") from None
+    return read_checked_csv(path, ("trial", "arm", "round"),
+                            "; rerun the experiment's command to rebuild it from the rounds")

@@ -258,15 +258,13 @@ def prune_to_counts(
         n_remove = sum(int(counts.get(name, 0)) for name in names)
         if n_remove <= 0:
             continue
-        candidates = []
-        for i, name in enumerate(names):
+        candidates = {}
+        for name in names:
             if pattern is not None:
                 check_pattern_axis(np.shape(masks[name]), axes[name], pattern, name)
-            eligible = np.flatnonzero(_prunable_flat(weights[name], masks[name], pattern,
-                                                     None if pattern is None else axes[name]))
-            mags = np.abs(np.asarray(weights[name], np.float64).reshape(-1)[eligible])
-            candidates.append((i, eligible, mags))
-        available = sum(c[1].size for c in candidates)
+            candidates[name] = np.flatnonzero(_prunable_flat(weights[name], masks[name], pattern,
+                                                             None if pattern is None else axes[name]))
+        available = sum(c.size for c in candidates.values())
         if n_remove > available:
             what = f"the {pattern[0]}:{pattern[1]} pattern (sparsity cap {1 - pattern[0] / pattern[1]:.4g})" \
                 if pattern is not None else "the weights still alive"
@@ -274,14 +272,7 @@ def prune_to_counts(
                 f"Cannot prune {n_remove} more weights of {names if len(names) > 1 else names[0]!r}: "
                 f"{what} lets only {available} go. Lower the sparsity (or rate) or the number of rounds."
             )
-        mags = np.concatenate([c[2] for c in candidates])
-        owner = np.concatenate([np.full(c[1].size, c[0]) for c in candidates])
-        index = np.concatenate([c[1] for c in candidates])
-        chosen = np.argsort(mags, kind="stable")[:n_remove]
-        for i, name in enumerate(names):
-            flat = new[name].reshape(-1)
-            flat[index[chosen[owner[chosen] == i]]] = 0.0
-            new[name] = flat.reshape(np.shape(masks[name]))
+        pruning.remove_smallest(new, weights, candidates, n_remove)
     return new
 
 
