@@ -33,8 +33,9 @@ mask has the ticket's per-layer counts, so a shuffled PaI mask is a
 
 The arms are registered in `lth_keras.arms` (their names go in
 ``--controls``); this module holds the scores and the selection. Scores
-are `keras.ops`; gradients use the backend's own autodiff (TensorFlow and
-JAX tested against each other in CI; PyTorch through `torch.autograd`, untested).
+are `keras.ops`; gradients use the backend's own autodiff (`tf.GradientTape`,
+`jax.grad`, `torch.autograd`). CI checks the scores against hand
+computations on all three backends, and JAX's against TensorFlow's.
 
 Example:
 
