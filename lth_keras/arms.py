@@ -271,4 +271,4 @@ def _gradual_train(trial, trainer, round_, **train_round_kwargs):
 
 
 register(Arm("gradual", _gradual_start, keeps_trained_weights=True, train=_gradual_train,
-             label="Gradual (Keras 3)", color="#8c564b", linestyle=(0, (5, 1, 1, 1)), marker="P", plotted_by_default=False))
+             label="Gradual (Keras 3)", color="#bcbd22", linestyle=(0, (5, 1, 1, 1)), marker="X", plotted_by_default=False))

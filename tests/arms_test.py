@@ -119,3 +119,15 @@ def test_order_and_styles_come_from_the_registry():
     assert plotting.arm_color("styled") == "#000000" and plotting.arm_label("styled") == "Styled"
     assert sorted(["zz", "styled", "tfmot_gradual", "ticket"], key=results.round_sort_key) == [
         "ticket", "styled", "tfmot_gradual", "zz"]
+
+
+def test_built_in_arms_are_told_apart_by_colour_and_marker():
+    # One figure can overlay every built-in arm; a *_shuffled arm shares its
+    # method's colour and marker on purpose (dotted line).
+    base = [arms.get(n) for n in arms.names() if not n.endswith("_shuffled") and arms.get(n).color]
+    builtin = [a for a in base if a.name in ("ticket", "reinit", "random_mask", "tfmot_gradual", "gradual", "snip",
+                                             "grasp", "synflow", "magnitude_init")]
+    assert len(builtin) == 9
+    for field in ("color", "marker"):
+        values = [getattr(a, field) for a in builtin]
+        assert len(set(values)) == len(values), {a.name: getattr(a, field) for a in builtin}
