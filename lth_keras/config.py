@@ -75,6 +75,14 @@ class ExperimentConfig:
     prune_rate_conv: typing.Optional[float] = _field(None, "Fraction of alive conv weights pruned per round (the global rate for global pruning).")
     prune_rate_output: typing.Optional[float] = _field(None, "Fraction of alive output-layer weights pruned per round.")
     global_exclude: typing.Optional[tuple] = _field(None, "Layer-name patterns never pruned by global pruning.")
+    pattern: typing.Optional[str] = _field(
+        None, "N:M structured sparsity, e.g. 2:4: the ticket's rounds (and the gradual arm) prune so that every "
+        "M consecutive weights along a kernel's input dimension keep at least N, capping a layer's sparsity at "
+        "1 - N/M. Each round still removes the flags' number of weights, the smallest the pattern lets go. "
+        "The other controls keep their own masks.", defining="if_set")
+    pattern_exclude: tuple = _field(
+        (), "Layer-name patterns that --pattern leaves unstructured (pruned as without it), e.g. a first conv "
+        "layer whose input channels are not a multiple of M.", defining="if_set")
     rewind_iteration: int = _field(0, "Reset to the weights at this iteration k instead of θ0 (late resetting); rounds after the first then train iterations k+1..T, with the schedule and data order continuing from k.")
     one_shot: bool = _field(False, "Prune each round's sparsity directly from the dense-trained weights.")
     seed: int = _field(0, "Base seed; trial t uses seed + 1000 * t.")
@@ -147,7 +155,7 @@ class ExperimentConfig:
                 importlib.import_module(module)
             except ImportError as e:
                 raise ConfigError("arm_modules", f"cannot import {module!r}: {e}") from None
-        for key in ("lr_boundaries", "global_exclude", "controls", "synthetic_sizes", "arm_modules"):
+        for key in ("lr_boundaries", "global_exclude", "controls", "synthetic_sizes", "arm_modules", "pattern_exclude"):
             if filled[key] is not None:
                 filled[key] = tuple(filled[key])
         try:
@@ -192,6 +200,18 @@ class ExperimentConfig:
             raise ConfigError("controls", f"unknown control(s) {unknown}; known: {', '.join(arms.controls())}.")
         if "gradual" in self.controls and self.rewind_iteration:
             raise ConfigError("controls", "the gradual arm trains from θ0: it needs --rewind_iteration=0.")
+        if self.pattern is not None:
+            from lth_keras import sparsity
+
+            try:
+                sparsity.parse_pattern(self.pattern)
+            except ValueError as e:
+                raise ConfigError("pattern", str(e)) from None
+            if "gradual" in self.controls and self.pattern_exclude:
+                raise ConfigError("pattern_exclude", "the gradual arm prunes every layer in the --pattern; "
+                                  "run it without --pattern_exclude.")
+        elif self.pattern_exclude:
+            raise ConfigError("pattern_exclude", "has no effect without --pattern.")
         if self.validation_size < 1:
             raise ConfigError("validation_size", f"must be >= 1: early stopping needs a validation set, got {self.validation_size}.")
         if self.synthetic_sizes is not None and (len(self.synthetic_sizes) != 2 or min(self.synthetic_sizes) < 1):

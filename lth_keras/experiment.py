@@ -86,6 +86,14 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
             "batch_size", f"({config.batch_size}) is larger than the training set ({len(data.x_train)} examples)."
         )
 
+    if config.pattern:
+        from lth_keras import models, trial_state
+
+        try:
+            trial_state.check_pattern(config, models.build(config.model, data.input_shape, data.num_classes))
+        except ValueError as e:
+            raise ConfigError("pattern", str(e)) from None
+
     import tensorflow as tf
 
     if config.deterministic:

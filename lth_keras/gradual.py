@@ -415,11 +415,12 @@ def train_gradual_arm(trial, trainer, round_, **train_round_kwargs):
     """Round `round_` of the experiment's ``gradual`` arm: from the dense
     masks and θ0 (set by the runner), gradual pruning to the ticket's
     per-layer sparsity at `round_` (exact counts from its mask) over one
-    round's iterations, on `ARM_SCHEDULE`.
+    round's iterations, on `ARM_SCHEDULE`, in the experiment's N:M
+    ``pattern`` if it has one.
     """
     ticket = trial.mask("ticket", round_)
     final = {name: 1.0 - float(np.count_nonzero(m)) / m.size for name, m in ticket.items()}
     steps = sparsity.schedule_steps(trainer.hp.iterations, ARM_SCHEDULE["begin"], ARM_SCHEDULE["end"],
                                     ARM_SCHEDULE["frequency"])
-    pruner = GradualPruner(final, **steps)
+    pruner = GradualPruner(final, pattern=trial.config.pattern, **steps)
     return train_gradual(trainer, pruner, **train_round_kwargs)

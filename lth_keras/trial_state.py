@@ -115,15 +115,36 @@ class TrialState:
 
     def prune(self, weights, masks) -> dict[str, np.ndarray]:
         """One round of the experiment's pruning (rates, scope, output layer,
-        exclusions) applied to `weights` within `masks`."""
+        exclusions, N:M pattern) applied to `weights` within `masks`."""
         c = self.config
-        if c.pruning == "global":
-            has_conv = any(k == "conv" for k in self.kinds.values())
-            rates = c.prune_rate_conv if has_conv else c.prune_rate_dense
-        else:
-            rates = {"dense": c.prune_rate_dense, "conv": c.prune_rate_conv, "output": c.prune_rate_output}
-        return pruning.prune(weights, masks, rates, kinds=self.kinds, scope=c.pruning,
-                             output=self.output, include=self.prunable)
+        new = pruning.prune(weights, masks, prune_rates(c, self.kinds), kinds=self.kinds, scope=c.pruning,
+                            output=self.output, include=self.prunable)
+        if not c.pattern:
+            return new
+        from lth_keras import sparsity
+
+        # The same number of weights per layer (or, global, in all), chosen
+        # among those the pattern lets go.
+        chosen = self.pattern_layers
+        counts = {n: int(np.count_nonzero(masks[n])) - int(np.count_nonzero(new[n])) for n in chosen}
+        structured = sparsity.prune_to_counts({n: weights[n] for n in chosen}, {n: masks[n] for n in chosen},
+                                              counts, pattern=c.pattern, axes=self.pattern_axes,
+                                              together=chosen if c.pruning == "global" else None)
+        return {**new, **structured}
+
+    @property
+    def pattern_layers(self) -> list[str]:
+        """The masked weights that ``--pattern`` applies to (prunable, not
+        in ``--pattern_exclude``)."""
+        excluded = {mw.name for mw in layers.masked_weights(self.model, include=self.config.pattern_exclude or [])} \
+            if self.config.pattern_exclude else set()
+        return [n for n in self.prunable if n not in excluded]
+
+    @property
+    def pattern_axes(self) -> dict[str, int]:
+        from lth_keras import gradual
+
+        return {mw.name: gradual.pattern_axis(mw) for mw in layers.masked_weights(self.model)}
 
     def masked_values(self, snapshot: WeightSnapshot) -> dict[str, np.ndarray]:
         """A snapshot's masked weights (kernels), by masked-weight name."""
@@ -158,3 +179,28 @@ def load_checkpoint(path: str, trainer) -> tuple[list, int, float]:
     meta = json.loads(str(arrays.pop("meta")))
     trainer.load_state_arrays(arrays)
     return meta["curve"], meta["iteration"], meta["elapsed"]
+
+
+def prune_rates(config, kinds):
+    """The rates one round of the experiment prunes at: global, one rate
+    (``prune_rate_conv`` for a model with conv layers, else
+    ``prune_rate_dense``); layerwise, by kind."""
+    if config.pruning == "global":
+        return config.prune_rate_conv if any(k == "conv" for k in kinds.values()) else config.prune_rate_dense
+    return {"dense": config.prune_rate_dense, "conv": config.prune_rate_conv, "output": config.prune_rate_output}
+
+
+def check_pattern(config, model) -> None:
+    """Refuses, before anything is written, a ``--pattern`` that the
+    experiment's rounds would break: a layer whose input dimension is not
+    a multiple of M, or rounds that prune past the cap 1 - N/M (ValueError)."""
+    from lth_keras import gradual
+
+    exclude = config.global_exclude if config.pruning == "global" else None
+    prunable = [mw.name for mw in layers.masked_weights(model, exclude=exclude or None)]
+    kinds = {mw.name: mw.kind for mw in layers.masked_weights(model)}
+    skipped = {mw.name for mw in layers.masked_weights(model, include=config.pattern_exclude)} \
+        if config.pattern_exclude else set()
+    chosen = [n for n in prunable if n not in skipped]
+    gradual.check_rounds_fit_pattern(model, prune_rates(config, kinds), config.rounds, config.pattern,
+                                     scope=config.pruning, include=chosen, output=default_output_layer(model))
