@@ -83,6 +83,14 @@ class ExperimentConfig:
     pattern_exclude: tuple = _field(
         (), "Layer-name patterns that --pattern leaves unstructured (pruned as without it), e.g. a first conv "
         "layer whose input channels are not a multiple of M.", defining="if_set")
+    # The gradual arm's schedule; the defaults are the TFMOT baseline's
+    # (lth_keras.gradual.ARM_SCHEDULE), so the two compare on one schedule.
+    gradual_begin: float = _field(0.0, "The gradual arm starts pruning at this fraction of a round's iterations.",
+                                  defining="if_set")
+    gradual_end: float = _field(2.0 / 3.0, "The gradual arm reaches the ticket's sparsity at this fraction of a "
+                                "round's iterations (polynomial decay, power 3, as TFMOT).", defining="if_set")
+    gradual_frequency: int = _field(100, "The gradual arm updates its masks every this many iterations.",
+                                    defining="if_set")
     rewind_iteration: int = _field(0, "Reset to the weights at this iteration k instead of θ0 (late resetting); rounds after the first then train iterations k+1..T, with the schedule and data order continuing from k.")
     one_shot: bool = _field(False, "Prune each round's sparsity directly from the dense-trained weights.")
     seed: int = _field(0, "Base seed; trial t uses seed + 1000 * t.")
@@ -200,8 +208,15 @@ class ExperimentConfig:
             raise ConfigError("controls", f"unknown control(s) {unknown}; known: {', '.join(arms.controls())}.")
         if "gradual" in self.controls and self.rewind_iteration:
             raise ConfigError("controls", "the gradual arm trains from θ0: it needs --rewind_iteration=0.")
+        from lth_keras import sparsity
+
+        try:
+            sparsity.schedule_steps(self.iterations, self.gradual_begin, self.gradual_end, self.gradual_frequency)
+        except ValueError as e:
+            flag = "gradual_frequency" if "frequency" in str(e) else "gradual_begin" if self.gradual_begin < 0 \
+                else "gradual_end"
+            raise ConfigError(flag, str(e)) from None
         if self.pattern is not None:
-            from lth_keras import sparsity
 
             try:
                 sparsity.parse_pattern(self.pattern)

@@ -64,7 +64,8 @@ __all__ = [
     "ARM_SCHEDULE",
 ]
 
-# The ``gradual`` arm's schedule, as fractions of training: TFMOT baseline's
+# The ``gradual`` arm's default schedule (--gradual_begin, --gradual_end,
+# --gradual_frequency), as fractions of training: the TFMOT baseline's
 # defaults (--pruning_begin, --pruning_end, --pruning_frequency), so the two
 # arms are compared on the same schedule.
 ARM_SCHEDULE = {"begin": 0.0, "end": 2.0 / 3.0, "frequency": 100}
@@ -415,12 +416,15 @@ def train_gradual_arm(trial, trainer, round_, **train_round_kwargs):
     """Round `round_` of the experiment's ``gradual`` arm: from the dense
     masks and θ0 (set by the runner), gradual pruning to the ticket's
     per-layer sparsity at `round_` (exact counts from its mask) over one
-    round's iterations, on `ARM_SCHEDULE`, in the experiment's N:M
-    ``pattern`` if it has one.
+    round's iterations, on the experiment's ``gradual_begin``,
+    ``gradual_end`` and ``gradual_frequency`` (default `ARM_SCHEDULE`), in
+    its N:M ``pattern`` if it has one.
     """
     ticket = trial.mask("ticket", round_)
     final = {name: 1.0 - float(np.count_nonzero(m)) / m.size for name, m in ticket.items()}
-    steps = sparsity.schedule_steps(trainer.hp.iterations, ARM_SCHEDULE["begin"], ARM_SCHEDULE["end"],
-                                    ARM_SCHEDULE["frequency"])
+    c = trial.config
+    steps = sparsity.schedule_steps(trainer.hp.iterations, getattr(c, "gradual_begin", ARM_SCHEDULE["begin"]),
+                                    getattr(c, "gradual_end", ARM_SCHEDULE["end"]),
+                                    getattr(c, "gradual_frequency", ARM_SCHEDULE["frequency"]))
     pruner = GradualPruner(final, pattern=trial.config.pattern, **steps)
     return train_gradual(trainer, pruner, **train_round_kwargs)

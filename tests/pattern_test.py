@@ -1,6 +1,7 @@
 """``--pattern=N:M`` in the experiment: the ticket's rounds (and the gradual
 arm) are N:M, remove as many weights as unstructured rounds, and a pattern
-the rounds would break is refused before anything is written."""
+the rounds would break is refused before anything is written. And the
+gradual arm's schedule flags."""
 
 import os
 
@@ -76,3 +77,35 @@ def test_pattern_exclude_leaves_a_layer_unstructured(tmp_path):
     assert mask["conv_1"].sum() < mask["conv_1"].size  # still pruned, without the pattern
     for name in ("conv_2", "dense_1", "dense_2", "output"):
         assert _min_kept_per_group(mask[name], 2 if name.startswith("conv") else 0) >= 2, name
+
+
+def test_the_gradual_arms_schedule_comes_from_its_flags(tmp_path):
+    import dataclasses
+
+    from lth_keras import gradual
+
+    fields = {f.name: f.default for f in dataclasses.fields(experiment.ExperimentConfig)}
+    assert {k: fields[f"gradual_{k}"] for k in ("begin", "end", "frequency")} == gradual.ARM_SCHEDULE
+
+    def trained(name, **kw):
+        exp = _run(tmp_path, name, rounds=2, controls=("gradual",), deterministic=True, **kw)
+        with np.load(os.path.join(exp.round_dir(0, "gradual", 1), "trained_weights.npz")) as f:
+            return {k: f[k] for k in f.files if k != "paths"}, _mask(exp, "gradual", 1)
+
+    default, default_mask = trained("default")
+    explicit, _ = trained("explicit", gradual_begin=0.0, gradual_end=2 / 3, gradual_frequency=100)
+    early, early_mask = trained("early", gradual_begin=0.1, gradual_end=0.5, gradual_frequency=10)
+    assert all(np.array_equal(default[k], explicit[k]) for k in default)
+    assert {n: m.sum() for n, m in early_mask.items()} == {n: m.sum() for n, m in default_mask.items()}
+    assert any(not np.array_equal(default[k], early[k]) for k in default)
+
+
+@pytest.mark.parametrize("kw, flag", [
+    (dict(gradual_begin=0.7, gradual_end=0.5), "gradual_end"),
+    (dict(gradual_begin=-0.1), "gradual_begin"),
+    (dict(gradual_frequency=0), "gradual_frequency"),
+])
+def test_bad_gradual_schedules_name_their_flag(tmp_path, kw, flag):
+    with pytest.raises(ConfigError) as e:
+        _run(tmp_path, "bad", controls=("gradual",), **kw)
+    assert e.value.flag == flag
