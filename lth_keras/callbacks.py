@@ -181,16 +181,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         for name, value in (("round_epochs", round_epochs), ("round_steps", round_steps), ("num_rounds", num_rounds)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if scope not in ("layerwise", "global"):
-            raise ValueError(f"`scope` must be 'layerwise' or 'global', got {scope!r}.")
-        if scope == "global":
-            pruning.validate_rate(rates, "rates")
-        elif isinstance(rates, dict):
-            # Names are checked against the model in fit; values now.
-            for key, value in rates.items():
-                pruning.validate_rate(value, f"rates[{key!r}]")
-        else:
-            pruning.validate_rate(rates, "rates")
+        pruning.validate_scoped(scope, rates)  # names are checked against the model in fit
         if isinstance(rewind_iteration, bool) or not isinstance(rewind_iteration, int) or rewind_iteration < 0:
             raise ValueError(f"`{self._rewind_arg}` must be an integer >= 0, got {rewind_iteration!r}.")
         if round_steps is not None and rewind_iteration >= round_steps:

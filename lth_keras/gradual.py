@@ -251,15 +251,7 @@ class GradualPruner:
             raise ValueError("`end_step` is required: the step at which `final_sparsity` is reached.")
         sparsity.validate_schedule(begin_step, end_step, power, frequency)
         sparsity.validate_sparsity(initial_sparsity, "initial_sparsity")
-        if scope not in ("layerwise", "global"):
-            raise ValueError(f"`scope` must be 'layerwise' or 'global', got {scope!r}.")
-        if scope == "global":
-            sparsity.validate_sparsity(final_sparsity, "final_sparsity")
-        elif isinstance(final_sparsity, dict):
-            for key, value in final_sparsity.items():
-                sparsity.validate_sparsity(value, f"final_sparsity[{key!r}]")
-        else:
-            sparsity.validate_sparsity(final_sparsity, "final_sparsity")
+        pruning.validate_scoped(scope, final_sparsity, sparsity.validate_sparsity, "final_sparsity")
         self.final_sparsity, self.initial_sparsity = final_sparsity, float(initial_sparsity)
         self.begin_step, self.end_step, self.power, self.frequency = begin_step, end_step, power, frequency
         self.scope, self.include, self.exclude, self.output_layer = scope, include, exclude, output_layer

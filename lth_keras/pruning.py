@@ -35,6 +35,7 @@ import numpy as np
 __all__ = [
     "KINDS",
     "validate_rate",
+    "validate_scoped",
     "num_to_prune",
     "remaining_after",
     "resolve_rates",
@@ -59,6 +60,29 @@ def validate_rate(rate, name: str = "rate") -> float:
     if not (0.0 <= rate < 1.0) or math.isnan(rate):
         raise ValueError(f"{name} must be in [0, 1), got {rate}.")
     return rate
+
+
+def validate_scoped(scope: str, values, check=validate_rate, name: str = "rates") -> None:
+    """Checks a pruning `scope` and its value(s), raising ValueError naming
+    the argument: global takes one value; layerwise one, or a dict by kind
+    or layer name, whose values are checked here (names against the model
+    later). `check(value, name)` checks one value (`validate_rate`, or
+    `lth_keras.sparsity.validate_sparsity`).
+
+    Example:
+        >>> validate_scoped("layerwise", {"dense": 0.2, "output": 0.1})
+        >>> validate_scoped("global", {"dense": 0.2})
+        Traceback (most recent call last):
+        ...
+        ValueError: rates must be a number in [0, 1), got {'dense': 0.2}.
+    """
+    if scope not in ("layerwise", "global"):
+        raise ValueError(f"`scope` must be 'layerwise' or 'global', got {scope!r}.")
+    if scope == "layerwise" and isinstance(values, dict):
+        for key, value in values.items():
+            check(value, f"{name}[{key!r}]")
+    else:
+        check(values, name)
 
 
 def num_to_prune(alive: int, rate: float) -> int:
