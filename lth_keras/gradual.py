@@ -415,8 +415,6 @@ def train_gradual_arm(trial, trainer, round_, **train_round_kwargs):
     ticket = trial.mask("ticket", round_)
     final = {name: 1.0 - float(np.count_nonzero(m)) / m.size for name, m in ticket.items()}
     c = trial.config
-    steps = sparsity.schedule_steps(trainer.hp.iterations, getattr(c, "gradual_begin", ARM_SCHEDULE["begin"]),
-                                    getattr(c, "gradual_end", ARM_SCHEDULE["end"]),
-                                    getattr(c, "gradual_frequency", ARM_SCHEDULE["frequency"]))
+    steps = sparsity.schedule_steps(trainer.hp.iterations, c.gradual_begin, c.gradual_end, c.gradual_frequency)
     pruner = GradualPruner(final, pattern=trial.config.pattern, **steps)
     return train_gradual(trainer, pruner, **train_round_kwargs)

@@ -50,7 +50,6 @@ import pandas; pandas.read_csv(path)
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import sys
@@ -101,18 +100,6 @@ def _error_column(alpha: float) -> str:
 
 # --------------------------------------------------------------------------
 # Training from iteration k (the Trainer API of rewound rounds).
-
-
-def _reset_at(trainer, k: int) -> None:
-    """A freshly reset optimizer whose schedule starts at k:
-    ``reset_round(iteration=k)`` where the Trainer has it (rewinding that
-    continues from k), else the count set to k by hand."""
-    if "iteration" in inspect.signature(trainer.reset_round).parameters:
-        trainer.reset_round(iteration=k)
-        return
-    trainer.reset_round()
-    if k:
-        trainer.optimizer.iterations.assign(k)
 
 
 def _train_from(trainer, k: int, end: int, log, tag: str, chunk: int = 500) -> None:
@@ -173,7 +160,7 @@ class _Context:
             layers.set_masks(self.model, {mw.name: np.ones(tuple(mw.mask.shape)) for mw in layers.masked_weights(self.model)})
             self.theta0.restore(self.model)
             trainer = self.trainer(self.seed)
-            _reset_at(trainer, 0)
+            trainer.reset_round(iteration=0)
             _train_from(trainer, 0, k, self.log, f"trial {self.trial} dense to iteration {k}")
             results.atomic_write_npz(path, WeightSnapshot.take(self.model).to_arrays())
         with np.load(path) as f:
@@ -198,7 +185,7 @@ def _measure(ctx, round_, k, alphas, seeds):
             layers.set_masks(ctx.model, mask)
             start.restore(ctx.model)
             trainer = ctx.trainer(seed)
-            _reset_at(trainer, k)
+            trainer.reset_round(iteration=k)
             _train_from(trainer, k, ctx.hp.iterations, log, f"{tag} copy {i} (data seed {seed})")
             results.atomic_write_npz(path, WeightSnapshot.take(ctx.model).to_arrays())
         with np.load(path) as f:
@@ -330,8 +317,8 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
                                 wait=wait_for_lock, advice="pass --wait_for_lock to wait for it, or run other --trials",
                                 on_wait=lambda who, t=t: log(f"trial {t}: waiting for {who} (--wait_for_lock)")):
                 ctx = None
-                for _, r, k in todo:
-                    if _ != t or _is_measured(exp_dir.root, t, r, k, alphas, pair(t)):
+                for trial, r, k in todo:
+                    if trial != t or _is_measured(exp_dir.root, t, r, k, alphas, pair(t)):
                         continue  # another trial, or measured while this process waited
                     ctx = ctx or _Context(config, data, exp_dir, t, log)
                     row = _measure(ctx, r, k, alphas, pair(t))

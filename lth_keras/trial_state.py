@@ -58,8 +58,7 @@ class TrialState:
                 fallback=os.path.join(exp_dir.round_dir(trial, "ticket", 0), "reset_weights.npz"))
         self.kinds = {mw.name: mw.kind for mw in layers.masked_weights(model)}
         self.output = default_output_layer(model)
-        exclude = config.global_exclude if config.pruning == "global" else None
-        self.prunable = [mw.name for mw in layers.masked_weights(model, exclude=exclude or None)]
+        self.prunable = prunable_layers(config, model)
 
     # -- reads -------------------------------------------------------------
 
@@ -134,11 +133,8 @@ class TrialState:
 
     @property
     def pattern_layers(self) -> list[str]:
-        """The masked weights that ``--pattern`` applies to (prunable, not
-        in ``--pattern_exclude``)."""
-        excluded = {mw.name for mw in layers.masked_weights(self.model, include=self.config.pattern_exclude or [])} \
-            if self.config.pattern_exclude else set()
-        return [n for n in self.prunable if n not in excluded]
+        """The masked weights that ``--pattern`` applies to."""
+        return pattern_layers(self.config, self.model)
 
     @property
     def pattern_axes(self) -> dict[str, int]:
@@ -196,11 +192,22 @@ def check_pattern(config, model) -> None:
     a multiple of M, or rounds that prune past the cap 1 - N/M (ValueError)."""
     from lth_keras import gradual
 
-    exclude = config.global_exclude if config.pruning == "global" else None
-    prunable = [mw.name for mw in layers.masked_weights(model, exclude=exclude or None)]
     kinds = {mw.name: mw.kind for mw in layers.masked_weights(model)}
+    gradual.check_rounds_fit_pattern(model, prune_rates(config, kinds), config.rounds, config.pattern,
+                                     scope=config.pruning, include=pattern_layers(config, model),
+                                     output=default_output_layer(model))
+
+
+def prunable_layers(config, model) -> list[str]:
+    """The masked weights the experiment prunes (global pruning leaves out
+    ``--global_exclude``)."""
+    exclude = config.global_exclude if config.pruning == "global" else None
+    return [mw.name for mw in layers.masked_weights(model, exclude=exclude or None)]
+
+
+def pattern_layers(config, model) -> list[str]:
+    """The prunable masked weights that ``--pattern`` applies to: all but
+    ``--pattern_exclude``."""
     skipped = {mw.name for mw in layers.masked_weights(model, include=config.pattern_exclude)} \
         if config.pattern_exclude else set()
-    chosen = [n for n in prunable if n not in skipped]
-    gradual.check_rounds_fit_pattern(model, prune_rates(config, kinds), config.rounds, config.pattern,
-                                     scope=config.pruning, include=chosen, output=default_output_layer(model))
+    return [n for n in prunable_layers(config, model) if n not in skipped]

@@ -322,13 +322,17 @@ def test_pattern_keeps_the_two_largest_of_each_group():
     assert sparsity.pattern_violations(plain["fc"], "2:4", 0) == 1
 
 
-def test_gradual_pattern_ramps_then_is_n_m_at_the_cap():
+def _mlp_and_data():
+    """A compiled 16-32-4 prunable MLP and 64 examples, seeded."""
     keras.utils.set_random_seed(0)
     model = lth_keras.make_prunable(keras.Sequential(
         [keras.Input((16,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(4)]))
     compile_(model)
-    x = rand((64, 16))
-    y = np.random.default_rng(0).integers(0, 4, 64).astype("int32")
+    return model, rand((64, 16)), np.random.default_rng(0).integers(0, 4, 64).astype("int32")
+
+
+def test_gradual_pattern_ramps_then_is_n_m_at_the_cap():
+    model, x, y = _mlp_and_data()
     gmp = lth_keras.GradualMagnitudePruning(pattern="2:4", end_step=6, frequency=2)
     watch = ZeroWatch()
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[gmp, watch], verbose=0)
@@ -357,12 +361,7 @@ def test_sparsity_beyond_the_cap_and_ragged_groups_are_refused():
 
 
 def test_imp_rounds_keep_the_pattern_and_refuse_rounds_past_the_cap():
-    keras.utils.set_random_seed(0)
-    model = lth_keras.make_prunable(keras.Sequential(
-        [keras.Input((16,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(4)]))
-    compile_(model)
-    x = rand((64, 16))
-    y = np.random.default_rng(0).integers(0, 4, 64).astype("int32")
+    model, x, y = _mlp_and_data()
     imp = lth_keras.IterativeMagnitudePruning(0.3, round_steps=8, output_layer=None, pattern="2:4", verbose=0)
     model.fit(x, y, batch_size=8, epochs=2, callbacks=[imp], verbose=0)
     masks = lth_layers.get_masks(model)
