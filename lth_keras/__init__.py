@@ -1,7 +1,8 @@
 """lth_keras: the Lottery Ticket Hypothesis for Keras 3.
 
-Masked layers (`MaskedDense`, `MaskedConv2D`, ... and the `MaskedLayer`
-protocol), `make_prunable` for any Keras model, pure pruning math
+Masks for any Keras model in place (`add_masks`, `load_model`; the
+callbacks call it themselves), masked layers (`MaskedDense`, `MaskedConv2D`,
+... and the `MaskedLayer` protocol), `make_prunable` for a masked copy, pure pruning math
 (`lth_keras.pruning`) and the `IterativeMagnitudePruning` callback that finds
 winning tickets inside `model.fit`.
 
@@ -19,7 +20,7 @@ from lth_keras import _startup
 _startup.prepare()  # a binary's TensorFlow log level, set before TensorFlow loads
 
 if not _startup.tensorflow_free():  # python -m lth_keras.figures reads CSVs: no TensorFlow
-    from lth_keras import callbacks, layers, prunable, pruning
+    from lth_keras import callbacks, in_place, layers, prunable, pruning
     from lth_keras.callbacks import GradualMagnitudePruning, IterativeMagnitudePruning
     from lth_keras.layers import (
         MaskedConv1D,
@@ -34,6 +35,7 @@ if not _startup.tensorflow_free():  # python -m lth_keras.figures reads CSVs: no
         MaskedMultiHeadAttention,
         MaskedSeparableConv2D,
     )
+    from lth_keras.in_place import add_masks, load_model, remove_masks
     from lth_keras.prunable import fold_masks, make_prunable
 
 __version__ = "0.1.0"
@@ -52,8 +54,12 @@ __all__ = [
     "MaskedLayer",
     "MaskedMultiHeadAttention",
     "MaskedSeparableConv2D",
+    "add_masks",
     "callbacks",
     "fold_masks",
+    "in_place",
+    "load_model",
+    "remove_masks",
     "layers",
     "make_prunable",
     "prunable",

@@ -35,7 +35,7 @@ import numpy as np
 
 from lth_keras import gradual
 from lth_keras import layers
-from lth_keras import pruning, sparsity
+from lth_keras import pruning, snapshots, sparsity
 from lth_keras.snapshots import (  # noqa: F401 - re-exported, documented here before
     WeightSnapshot,
     default_output_layer,
@@ -61,7 +61,11 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     """Iterative magnitude pruning with reset, inside `model.fit`.
 
     Training is split into rounds of `round_epochs` epochs (or `round_steps`
-    optimizer steps). At the end of every round but the last the callback:
+    optimizer steps). The model can be any built Keras model: one with
+    masked layers, or a plain one (a KerasHub backbone, a functional graph
+    with operators, a subclassed model), whose kernels get masks in place
+    when training starts (`lth_keras.add_masks`; nothing is rebuilt). At the
+    end of every round but the last the callback:
 
     1. prunes the surviving weights by magnitude (layerwise, or globally),
     2. resets the survivors to the reset point and zeroes the pruned ones,
@@ -353,17 +357,13 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             self.model.train_function = original
             _build_from_element_spec(self.model, iterator)
             self._begin()
-            return original(iterator)
+            # Masks attached in place make `fit` trace a new step.
+            return self.model.train_function(iterator)
 
         self.model.train_function = build_then_train
 
     def _begin(self):
-        if not layers.masked_weights(self.model):
-            raise ValueError(
-                "IterativeMagnitudePruning found no MaskedLayer in the model: "
-                "build it from lth_keras.MaskedDense/MaskedConv2D or your own "
-                "MaskedLayer subclass."
-            )
+        snapshots.masked_weights_of(self.model, "IterativeMagnitudePruning")
         self._check_rates()
         if self.pattern is not None:
             gradual.check_rounds_fit_pattern(self.model, self.rates, self._rounds_total, self.pattern, scope=self.scope,
@@ -486,9 +486,10 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
     any `steps_per_execution` (an update that falls inside an execution is
     applied, with that update step's target, when the execution ends) and
     continues where it was after the model is saved and reloaded: masks are
-    variables saved in ``.keras`` files, and the step is the reloaded
-    optimizer's. Works on any model with masked layers
-    (`lth_keras.make_prunable`), on TensorFlow, JAX and PyTorch.
+    variables saved in ``.keras`` files (load a model masked in place with
+    `lth_keras.load_model`), and the step is the reloaded optimizer's. Works
+    on any built model, plain ones masked in place when training starts
+    (`lth_keras.add_masks`), on TensorFlow, JAX and PyTorch.
 
     Args:
         final_sparsity: a float, a dict by kind (``"dense"``, ``"conv"``,
@@ -554,6 +555,7 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
         if not all(layer.built for layer in self.model._flatten_layers()):
             raise ValueError("GradualMagnitudePruning needs a built model: call it on a batch (or start it "
                              "with keras.Input) before fit.")
+        snapshots.masked_weights_of(self.model, "GradualMagnitudePruning")
         self.pruner.bind(self.model)
         step = self._step()
         # After a reload mid-schedule the masks are the saved ones; re-applying

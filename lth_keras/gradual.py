@@ -49,6 +49,7 @@ import keras
 import numpy as np
 
 from lth_keras import layers
+from lth_keras.snapshots import zero_pruned_optimizer_slots  # noqa: F401 - its home before
 from lth_keras import pruning, sparsity
 
 __all__ = [
@@ -180,33 +181,6 @@ def check_rounds_fit_pattern(model, rates, rounds, pattern, *, scope="layerwise"
 
 # --------------------------------------------------------------------------
 # Optimizer state of pruned weights
-
-
-def _slots_of(optimizer, variable):
-    prefix = variable.path.replace("/", "_") + "_"
-    shape = tuple(variable.shape)
-    return [v for v in optimizer.variables if v.name.startswith(prefix) and tuple(v.shape) == shape]
-
-
-def zero_pruned_optimizer_slots(optimizer, model) -> None:
-    """Zeroes the optimizer slots (moments, momentum, accumulators) of every
-    pruned weight entry.
-
-    Gradual pruning does not reset the optimizer, and a stale moment would
-    move a freshly pruned weight off zero although its gradient is zero.
-    With zero slots and zero gradient, Adam, SGD, RMSprop and Adagrad leave
-    the weight exactly 0.
-    """
-    if optimizer is None or not getattr(optimizer, "built", False):
-        return
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    for mw in layers.masked_weights(model):
-        keep = keras.ops.convert_to_numpy(mw.mask) != 0
-        if keep.all():
-            continue
-        for slot in _slots_of(optimizer, mw.weight):
-            value = keras.ops.convert_to_numpy(slot)
-            slot.assign(np.where(keep, value, np.zeros_like(value)))
 
 
 # --------------------------------------------------------------------------

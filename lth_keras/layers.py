@@ -702,23 +702,95 @@ def _all_masked_layers(model):
     return list(found.values())
 
 
+def _in_place_store(layer):
+    # Duck-typed: lth_keras.in_place builds on this module, not the reverse.
+    store = getattr(layer, "_lth_masks", None)
+    return store if callable(getattr(store, "entries", None)) else None
+
+
+def _sources(model):
+    """Masked layers and in-place mask stores of `model`, in model order.
+
+    A store comes with the names of the layers (not models) that enclose
+    its layer: the "attention" of "attention/query".
+    """
+    if isinstance(model, MaskedLayer):
+        return [("layer", model)]
+    seen, result = set(), []
+
+    def visit(layer, include_self, enclosing):
+        if include_self:
+            store = _in_place_store(layer)
+            if store is not None:
+                result.append(("store", (layer, store, enclosing)))
+                return
+        if include_self and not isinstance(layer, keras.Model):
+            enclosing = enclosing + (layer.name,)
+        for child in layer._flatten_layers(include_self=False, recursive=False):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            if isinstance(child, MaskedLayer):
+                result.append(("layer", child))
+            else:
+                visit(child, True, enclosing)
+
+    visit(model, True, ())
+    return result
+
+
+def _store_weights(owner, store, enclosing):
+    entries = store.entries()
+    base = "/".join(enclosing + (owner.name,))
+    return [
+        MaskedWeight(
+            name=base if len(entries) == 1 else f"{base}/{attr}",
+            layer=holder, weight=weight, mask=mask, kind=store.kind,
+        )
+        for attr, weight, mask, holder in entries
+    ]
+
+
+def _path_name(mw):
+    # The variable's path without its own name: unique where layer names
+    # repeat (the "query" projection of every KerasHub attention block).
+    path = mw.weight.path
+    return path if "/" in mw.name else path.rsplit("/", 1)[0]
+
+
 def masked_weights(model, include=None, exclude=None) -> list[MaskedWeight]:
     """All masked weights of `model`, optionally filtered by name.
+
+    Finds the weights of lth_keras's masked layers (and any `MaskedLayer`)
+    and those masked in place by `lth_keras.add_masks`. A weight is named
+    after its layer (``"<layer>/<weight>"`` when the layer masks several);
+    where layer names repeat in a model, in-place weights are named by
+    their variable path instead (``"transformer_layer_0/self_attention/query"``).
 
     Args:
         model: a built Keras model or layer.
         include: optional list of names or fnmatch patterns to keep.
         exclude: optional list of names or fnmatch patterns to drop.
     """
-    result = []
-    for layer in masked_layers(model):
-        if not layer.built:
-            raise ValueError(
-                f"Layer '{layer.name}' is not built: call the model on data "
-                "(or build it) before pruning."
-            )
-        result.extend(layer.masked_weights())
+    result, in_place = [], set()
+    for kind, source in _sources(model):
+        if kind == "layer":
+            if not source.built:
+                raise ValueError(
+                    f"Layer '{source.name}' is not built: call the model on data "
+                    "(or build it) before pruning."
+                )
+            result.extend(source.masked_weights())
+        else:
+            weights = _store_weights(*source)
+            in_place.update(id(mw.mask) for mw in weights)
+            result.extend(weights)
     names = [mw.name for mw in result]
+    repeated = {n for n in names if names.count(n) > 1}
+    if repeated:
+        result = [mw._replace(name=_path_name(mw)) if id(mw.mask) in in_place and mw.name in repeated else mw
+                  for mw in result]
+        names = [mw.name for mw in result]
     if len(set(names)) != len(names):
         raise ValueError(f"Masked weights must have unique names; got {names}.")
     if include is not None:
@@ -731,8 +803,12 @@ def masked_weights(model, include=None, exclude=None) -> list[MaskedWeight]:
 
 
 def _matches(name, patterns):
-    layer_name = name.split("/")[0]
-    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(layer_name, p) for p in patterns)
+    # The whole name, any leading part of it (the layer of
+    # "<layer>/<weight>", a block of a path name) or any one part (the
+    # layer's own name inside a path).
+    parts = name.split("/")
+    candidates = {"/".join(parts[:i]) for i in range(1, len(parts) + 1)} | set(parts)
+    return any(fnmatch.fnmatchcase(n, p) for n in candidates for p in patterns)
 
 
 def _check_patterns(patterns, names, argument):

@@ -1,27 +1,18 @@
-"""Any Keras 3 model in and out of masked layers: `make_prunable`, `fold_masks`.
+"""A prunable copy of any Keras 3 model, and a plain copy of a pruned one.
 
-`make_prunable` returns a copy of a model in which every layer lth_keras
-knows how to mask is replaced by its masked twin (all masks ones), holding
-the same weights; `fold_masks` returns a copy in which every masked layer is
-its plain Keras layer again, holding ``weight * mask``. Both work on
-Sequential, functional, nested and subclassed models, and both leave their
-argument untouched.
+`make_prunable` returns a copy of a model whose prunable kernels carry
+all-ones masks (`lth_keras.add_masks` on the copy); `fold_masks` returns a
+plain Keras copy holding ``weight * mask``. Both leave their argument
+untouched. To prune a model as it is, without a copy, give it to the
+callbacks or to `lth_keras.add_masks`.
 
-How a model is copied depends on what it is:
-
-- Sequential and functional models (``keras.applications`` included) are
-  cloned with `keras.models.clone_model`, each layer replaced by a built copy
-  that already holds the original's values.
-- Any other layer or model that owns sublayers (a subclassed `keras.Model`,
-  a custom layer, a wrapper such as `TimeDistributed`) is re-created from
-  its `get_config()` (or, for an ``__init__`` without arguments, by calling
-  it), built with its build config, and its sublayers (plain attributes,
-  lists and dicts of layers) are swapped for converted copies of the
-  original's; its own variables are copied. A subclassed model whose
-  ``__init__`` takes arguments needs a `get_config` that returns them, as
-  for saving it to a ``.keras`` file.
-- Everything else is re-created from its config, built, and given the
-  original's variables.
+A model is copied through its own ``.keras`` format (config and
+variables, masks included), so that whatever Keras can save and load is
+copied: operator nodes between layers, KerasHub backbones, subclassed
+models with a config. A layer, or a model Keras cannot reload, is copied
+layer by layer instead: Sequential and functional graphs with
+`keras.models.clone_model`, containers by re-creating them from their
+config and swapping in copies of their sublayers.
 
 Example:
 
@@ -36,18 +27,22 @@ plain = lth_keras.fold_masks(model)            # plain Keras layers again
 
 from __future__ import annotations
 
-import fnmatch
-import warnings
+import os
+import tempfile
 
 import keras
 import numpy as np
 
+from lth_keras import in_place
+from lth_keras import keras_adapter
 from lth_keras import layers
 
-__all__ = ["MASKABLE", "make_prunable", "fold_masks"]
+__all__ = ["MASKABLE", "make_prunable", "fold_masks", "copy_model"]
 
-# Plain Keras class -> masked twin. Exact types only: a user's subclass of
-# Dense may change `call`, and swapping it for MaskedDense would drop that.
+# Plain Keras class -> masked twin, for models copied layer by layer and for
+# `fold_masks` of lth_keras's masked layers. Exact types only: a user's
+# subclass of Dense may change `call`, and swapping it for MaskedDense would
+# drop that (in place, `add_masks` keeps the subclass's own `call`).
 MASKABLE = {
     keras.layers.Dense: layers.MaskedDense,
     keras.layers.EinsumDense: layers.MaskedEinsumDense,
@@ -65,24 +60,24 @@ MASKABLE = {
 def make_prunable(model, *, exclude=None):
     """A copy of `model` whose prunable kernels carry masks (all ones).
 
-    Every layer whose exact type is a key of `MASKABLE` becomes its masked
-    twin: the kernels of ``Dense``, ``EinsumDense``, ``Conv1D``, ``Conv2D``,
-    ``Conv3D``, ``Conv2DTranspose`` and ``DepthwiseConv2D``, both kernels of
-    ``SeparableConv2D``, the table of ``Embedding`` (kind ``"embedding"``)
-    and the query, key, value and output projection kernels of
-    ``MultiHeadAttention`` get masks. Biases, normalization parameters and
-    statistics, and every other variable are copied unmasked, as are layers
-    already layers.
+    The copy gets its masks from `lth_keras.add_masks`: the kernels of
+    ``Dense``, ``EinsumDense`` (attention projections included),
+    ``Conv1D/2D/3D``, their transposes, ``DepthwiseConv1D/2D`` and both
+    kernels of ``SeparableConv1D/2D``, the table of ``Embedding`` (kind
+    ``"embedding"``), and the kernel and recurrent kernel of ``SimpleRNN``,
+    ``LSTM`` and ``GRU`` (kind ``"recurrent"``), wherever they sit. Biases,
+    normalization parameters and statistics and every other variable are
+    copied unmasked, as are layers already masked.
 
     The argument is never modified: the result is always a new model, for
-    every kind of model (Sequential, functional, nested, ``keras.applications``
-    networks, subclassed models whose layers are attributes). It holds the
-    same values in every variable, so before any pruning it computes exactly
-    what the original computes. It is not compiled.
+    every kind of model (Sequential, functional with operators between
+    layers, nested, ``keras.applications`` networks, KerasHub backbones,
+    subclassed models). It holds the same values in every variable, so
+    before any pruning it computes exactly what the original computes. It
+    is not compiled.
 
-    A layer that holds a kernel (a trainable weight of rank 2 or more) but
-    is of a type that cannot be masked (an ``LSTM``'s cell, a user's
-    ``Dense`` subclass, ...) is copied dense and named in one warning.
+    A layer that holds a kernel (a trainable weight of rank 2 or more) of a
+    type that cannot be masked is copied dense and named in one warning.
 
     Args:
         model: a built Keras model (or layer).
@@ -95,8 +90,8 @@ def make_prunable(model, *, exclude=None):
 
     Raises:
         ValueError: `model` is not built, or a pattern matches no layer.
-        TypeError: a subclassed model or layer cannot be re-created from its
-            config (give it a `get_config`).
+        TypeError: the model can neither be saved and reloaded by Keras nor
+            re-created from its layers' configs.
 
     Example:
 
@@ -113,30 +108,20 @@ def make_prunable(model, *, exclude=None):
     if isinstance(exclude, str):
         raise ValueError(f"`exclude` must be a list of layer-name patterns, not the string {exclude!r}.")
     _check_built(model, "make_prunable")
-    converter = _Converter(to_masked=True, exclude=list(exclude or ()))
-    result = converter.copy(model)
-    unmatched = [p for p in converter.exclude if p not in converter.matched]
-    if unmatched:
-        raise ValueError(
-            f"`exclude` names {unmatched}, which match no layer of {model.name!r}."
-        )
-    if converter.unmaskable:
-        names = ", ".join(f"{kind} ({', '.join(layers)})" for kind, layers in converter.unmaskable.items())
-        warnings.warn(
-            f"make_prunable left these layer types dense (no masked version): {names}.",
-            stacklevel=2,
-        )
+    result = copy_model(model)
+    in_place.add_masks(result, exclude=exclude)
+    in_place.warn_unmaskable(result, "make_prunable")
     return result
 
 
 def fold_masks(model):
     """A copy of `model` with every mask folded into plain Keras layers.
 
-    Each `MaskedLayer` becomes its `unmasked_class` (e.g. `MaskedDense` ->
-    `Dense`) holding ``weight * mask``; every other layer is copied with its
-    values. Works on anything `make_prunable` produces (Sequential,
-    functional, nested, subclassed). The result loads with Keras alone,
-    without lth_keras, and computes what the masked model computes.
+    Masks attached in place are folded and removed; each of lth_keras's
+    masked layers becomes its `unmasked_class` (e.g. `MaskedDense` ->
+    `Dense`) holding ``weight * mask``; every other layer is copied with
+    its values. The result loads with Keras alone, without lth_keras, and
+    computes what the masked model computes.
 
     Args:
         model: a built Keras model (or layer).
@@ -152,7 +137,35 @@ def fold_masks(model):
     ```
     """
     _check_built(model, "fold_masks")
-    return _Converter(to_masked=False).copy(model)
+    result = in_place.remove_masks(copy_model(model))
+    if layers.masked_layers(result):
+        result = _Converter(mode="fold").copy_tree(result)
+    return result
+
+
+def copy_model(model):
+    """A copy of `model` (any built model or layer) with the same values,
+    masks included, sharing no state with it. Not compiled."""
+    error = None
+    if isinstance(model, keras.Model):
+        try:
+            return _copy_through_file(model)
+        except Exception as e:  # noqa: BLE001 - then layer by layer
+            error = e
+    try:
+        return _Converter(mode="copy").copy_tree(model)
+    except TypeError as e:
+        if error is not None:
+            raise TypeError(f"{e} (Saving and reloading it with Keras failed too: {type(error).__name__}: {error})") from None
+        raise
+
+
+def _copy_through_file(model):
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.keras")
+        model.save(path)
+        # Our own file: the Lambda layers safe mode refuses are the user's.
+        return in_place.load_model(path, compile=False, safe_mode=False)
 
 
 def _check_built(model, function):
@@ -171,60 +184,50 @@ def _is_graph_model(layer):
 
 
 def _sublayers(layer):
-    return list(layer._flatten_layers(include_self=False, recursive=False))
-
-
-def _is_kernel_holder(layer):
-    own = list(layer._trainable_variables)
-    return any(len(v.shape) >= 2 for v in own)
+    return keras_adapter.sublayers(layer)
 
 
 class _Converter:
-    """One conversion (to masked or back to plain) of one model tree."""
+    """One layer-by-layer copy of one model tree: as it is ("copy"), or
+    with lth_keras's masked layers folded into plain ones ("fold")."""
 
-    def __init__(self, to_masked, exclude=()):
-        self.to_masked = to_masked
-        self.exclude = list(exclude)
-        self.matched = set()
-        self.unmaskable = {}
-
-    # -- what a leaf becomes ----------------------------------------------
-
-    def _excluded(self, layer):
-        hits = [p for p in self.exclude if fnmatch.fnmatchcase(layer.name, p)]
-        self.matched.update(hits)
-        return bool(hits)
+    def __init__(self, mode):
+        self.mode = mode
+        self.in_place = []  # (original, copy) of layers masked in place
 
     def _target(self, layer):
         """(class, config) of the converted copy, or None: copy as it is."""
-        if self.to_masked:
-            cls = MASKABLE.get(type(layer))
-            if cls is not None and not self._excluded(layer):
-                return cls, layer.get_config()
-            return None
-        if isinstance(layer, layers.MaskedLayer):
+        if self.mode == "fold" and isinstance(layer, layers.MaskedLayer):
             plain = layer.unmasked_layer()
             return type(plain), plain.get_config()
         return None
 
-    # -- copying ------------------------------------------------------------
-
     def copy(self, layer):
         """A converted copy of `layer` (a new object, built, same values)."""
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # an operator node of a functional graph holds no state
         if _is_graph_model(layer):
             return self._copy_graph(layer)
-        target = None if (self.to_masked and isinstance(layer, layers.MaskedLayer)) else self._target(layer)
-        if target is None and _sublayers(layer) and not isinstance(layer, layers.MaskedLayer):
+        masked_in_place = in_place.is_masked_in_place(layer)
+        target = self._target(layer)
+        if target is None and _sublayers(layer) and not isinstance(layer, layers.MaskedLayer) \
+                and not masked_in_place:
             return self._copy_container(layer)
-        if target is None:
-            if self.to_masked and not isinstance(layer, layers.MaskedLayer) and _is_kernel_holder(layer):
-                if not (type(layer) in MASKABLE and self._excluded(layer)):
-                    self.unmaskable.setdefault(type(layer).__name__, []).append(layer.name)
-            cls, config = type(layer), layer.get_config()
-        else:
-            cls, config = target
+        cls, config = target or (type(layer), layer.get_config())
         new = _recreate(layer, cls, config)
-        _copy_variables(layer, new)
+        if masked_in_place:
+            _copy_own_variables(layer, new)
+            for old_child, new_child in zip(_sublayers(layer), _sublayers(new)):  # an RNN's cell
+                _copy_variables(old_child, new_child)
+            self.in_place.append((layer, new))
+        else:
+            _copy_variables(layer, new)
+        return new
+
+    def copy_tree(self, model):
+        new = self.copy(model)
+        for old, copied in self.in_place:
+            in_place.copy_masks(old, copied)
         return new
 
     def _copy_graph(self, model):

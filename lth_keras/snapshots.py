@@ -24,10 +24,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from lth_keras import in_place
 from lth_keras import layers
 from lth_keras import pruning
 
-__all__ = ["WeightSnapshot", "prune_model", "reset_optimizer_state", "default_output_layer"]
+__all__ = ["WeightSnapshot", "prune_model", "reset_optimizer_state", "default_output_layer",
+           "zero_pruned_optimizer_slots", "masked_weights_of"]
 
 
 class WeightSnapshot:
@@ -173,6 +175,46 @@ def reset_optimizer_state(optimizer) -> None:
         variable.assign(keras.ops.convert_to_numpy(initial).astype(variable.dtype))
 
 
+def _slots_of(optimizer, variable):
+    prefix = variable.path.replace("/", "_") + "_"
+    shape = tuple(variable.shape)
+    return [v for v in optimizer.variables if v.name.startswith(prefix) and tuple(v.shape) == shape]
+
+
+def zero_pruned_optimizer_slots(optimizer, model) -> None:
+    """Zeroes the optimizer slots (moments, momentum, accumulators) of every
+    pruned weight entry.
+
+    Gradual pruning does not reset the optimizer, and a stale moment would
+    move a freshly pruned weight off zero although its gradient is zero.
+    With zero slots and zero gradient, Adam, SGD, RMSprop and Adagrad leave
+    the weight exactly 0.
+    """
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    for mw in layers.masked_weights(model):
+        keep = keras.ops.convert_to_numpy(mw.mask) != 0
+        if keep.all():
+            continue
+        for slot in _slots_of(optimizer, mw.weight):
+            value = keras.ops.convert_to_numpy(slot)
+            slot.assign(np.where(keep, value, np.zeros_like(value)))
+
+
+def masked_weights_of(model, function):
+    """`model`'s masked weights; a plain model gets its masks in place first."""
+    if not layers.masked_weights(model):
+        in_place.add_masks(model)
+    weights = layers.masked_weights(model)
+    if not weights:
+        raise ValueError(
+            f"{function} found nothing to prune in {model.name!r}: it has no Dense, EinsumDense, "
+            "Embedding, convolution or SimpleRNN/LSTM/GRU kernel (nor a MaskedLayer) that is trainable."
+        )
+    return weights
+
+
 def default_output_layer(model) -> str | None:
     """The paper's "output layer": the last masked weight, if it is dense."""
     weights = layers.masked_weights(model)
@@ -194,11 +236,13 @@ def prune_model(
     """Prunes `model` by magnitude, in place, and returns the new masks.
 
     Ranks the current weights (``|w|`` of surviving entries) and writes the
-    new masks into the model's mask variables; newly pruned weights are set
-    to exactly zero.
+    new masks into the model's mask variables; newly pruned weights, and
+    their optimizer slots when the model has an optimizer, are set to
+    exactly zero. A plain model (no masks yet) gets them in place first
+    (`lth_keras.add_masks`).
 
     Args:
-        model: a built model with `MaskedLayer`s.
+        model: a built model: plain, masked in place, or with `MaskedLayer`s.
         rates: layerwise: a float, or a dict by kind or name (see
             `pruning.resolve_rates`). Global: a float.
         scope: ``"layerwise"`` or ``"global"``.
@@ -216,7 +260,7 @@ def prune_model(
             every round keeps it on its way there. Pruning past ``1 - N/M``
             raises ValueError.
     """
-    all_weights = layers.masked_weights(model)
+    all_weights = masked_weights_of(model, "prune_model")
     chosen = [mw.name for mw in layers.masked_weights(model, include=include, exclude=exclude)]
     if output_layer == "auto":
         output_layer = default_output_layer(model)
@@ -234,4 +278,8 @@ def prune_model(
 
         new_masks = gradual.constrain_to_pattern(all_weights, new_masks, pattern, scope=scope, include=chosen)
     layers.set_masks(model, new_masks)
+    # Zero gradient and zero slots leave a pruned weight at exactly 0; stale
+    # moments would move it (harmless to the masked output, but a saved
+    # ticket must hold zeros there for Keras alone to load it).
+    zero_pruned_optimizer_slots(getattr(model, "optimizer", None), model)
     return new_masks

@@ -415,11 +415,16 @@ def tiny_model():
     return L.compile_model(L.lenet(input_dim=4, hidden=(3,), classes=2), run_eagerly=True)
 
 
-def test_model_without_masked_layers_raises_in_fit():
+def test_a_plain_model_is_masked_in_place_and_one_with_nothing_to_prune_raises_in_fit():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     model.compile("sgd", "mse")
-    with pytest.raises(ValueError, match="MaskedLayer"):
-        model.fit(np.zeros((4, 4)), np.zeros((4, 2)), epochs=1, verbose=0,
+    imp = lth_keras.IterativeMagnitudePruning(0.5, round_epochs=1, verbose=0, output_layer=None)
+    model.fit(np.ones((4, 4)), np.ones((4, 2)), epochs=2, verbose=0, callbacks=[imp])
+    assert [r["pm"] for r in imp.rounds] == [100.0, 50.0]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="IterativeMagnitudePruning found nothing to prune"):
+        model.fit(np.zeros((4, 4)), np.zeros((4, 4)), epochs=1, verbose=0,
                   callbacks=[lth_keras.IterativeMagnitudePruning(0.2, round_epochs=1, verbose=0)])
 
 

@@ -120,6 +120,6 @@ def test_the_mobilenet_v2_example_flagfile_resolves_to_a_prunable_mobilenet():
     resolved = lth_main.config_from_flags(flag_values=fv).resolve()
     assert (resolved.model, resolved.pruning, resolved.rounds) == ("examples.mobilenet_v2_fashion:build", "global", 5)
     model = models.build(resolved.model, (28, 28, 1), 10, seed=0)
-    kinds = {type(layer).__name__ for layer in lth_layers.masked_layers(model)}
-    assert kinds == {"MaskedConv2D", "MaskedDepthwiseConv2D", "MaskedDense"}
+    kinds = {type(mw.layer).__name__ for mw in lth_layers.masked_weights(model)}
+    assert kinds == {"Conv2D", "DepthwiseConv2D", "Dense"}
     assert model.output_shape == (None, 10)

@@ -189,7 +189,7 @@ def test_global_prune_at_half_then_fold(kind):
     for name, mask in masks.items():
         assert np.all(kernels[name][mask == 0] == 0.0), name
     if kind == "mobilenet_v2":
-        depthwise = [mw for mw in lth_layers.masked_weights(model) if isinstance(mw.layer, lth_keras.MaskedDepthwiseConv2D)]
+        depthwise = [mw for mw in lth_layers.masked_weights(model) if isinstance(mw.layer, keras.layers.DepthwiseConv2D)]
         assert len(depthwise) == 17
         assert all(np.count_nonzero(masks[mw.name] == 0) for mw in depthwise)
     if kind == "transformer":
@@ -246,27 +246,45 @@ def test_exclude_leaves_layers_dense_and_checks_patterns():
 
 
 class ScaledDense(keras.layers.Dense):
-    """A user's Dense subclass: its call is not Dense's, so it stays dense."""
+    """A user's Dense subclass: masked in place, its own call kept."""
 
     def call(self, inputs):
         return 2.0 * super().call(inputs)
 
 
-def test_unmaskable_layers_are_named_in_one_warning():
+class OwnKernel(keras.layers.Layer):
+    """A user's layer with a kernel of its own: nothing lth_keras knows."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], 4), name="kernel")
+
+    def call(self, inputs):
+        return keras.ops.matmul(inputs, self.kernel)
+
+
+def test_unmaskable_layers_are_named_in_one_warning_and_subclasses_keep_their_call():
     inputs = keras.Input((5, 3))
     x = keras.layers.LSTM(4)(inputs)
-    x = ScaledDense(4, name="scaled_1")(x)
-    x = ScaledDense(4, name="scaled_2")(x)
+    x = OwnKernel(name="own_1")(x)
+    x = OwnKernel(name="own_2")(x)
+    x = ScaledDense(4, name="scaled")(x)
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prunable = lth_keras.make_prunable(model)
     messages = [str(w.message) for w in caught if "make_prunable" in str(w.message)]
     assert len(messages) == 1
-    assert "ScaledDense (scaled_1, scaled_2)" in messages[0] and "LSTMCell" in messages[0]
-    assert [mw.name for mw in lth_layers.masked_weights(prunable)] == ["out"]
+    assert "OwnKernel (own_1, own_2)" in messages[0] and "LSTM" not in messages[0]
+    assert [mw.name for mw in lth_layers.masked_weights(prunable)] == [
+        "lstm/kernel", "lstm/recurrent_kernel", "scaled", "out"]
     x = rand((2, 5, 3))
     np.testing.assert_array_equal(numpy(prunable(x)), numpy(model(x)))
+    # Pruning the subclass's whole kernel leaves its bias, doubled by its own call.
+    masks = lth_layers.get_masks(prunable)
+    lth_layers.set_masks(prunable, {"scaled": np.zeros_like(masks["scaled"])})
+    scaled = prunable.get_layer("scaled")
+    probe = keras.Model(prunable.inputs, scaled.output)
+    np.testing.assert_allclose(numpy(probe(x)), np.broadcast_to(2.0 * numpy(scaled.bias), (2, 4)), rtol=1e-6)
 
 
 def test_unbuilt_model_gets_an_error_saying_how_to_build_it():
@@ -297,11 +315,12 @@ def test_fold_masks_folds_a_masked_model_nested_in_another():
 def test_subclassed_copy_is_a_new_model_of_the_same_class():
     original, model = original_and_prunable("subclassed")
     assert type(model) is SubclassedNet and model is not original
-    assert type(model.stem) is lth_keras.MaskedConv2D
-    assert [type(b) for b in model.blocks] == [lth_keras.MaskedConv2D] * 2
-    assert type(original.stem) is keras.layers.Conv2D
+    masked = lth_keras.in_place.is_masked_in_place
+    assert masked(model.stem) and all(masked(b) for b in model.blocks)
+    assert not masked(original.stem)
     folded = lth_keras.fold_masks(model)
     assert type(folded) is SubclassedNet and type(folded.head) is keras.layers.Dense
+    assert not lth_layers.masked_weights(folded)
 
 
 class NoArguments(keras.Model):
@@ -331,7 +350,7 @@ def test_a_subclassed_model_without_arguments_needs_no_get_config():
     x = rand((2, 5))
     model(x)
     prunable = lth_keras.make_prunable(model)
-    assert type(prunable.fc) is lth_keras.MaskedDense and prunable.name == model.name
+    assert lth_keras.in_place.is_masked_in_place(prunable.fc) and prunable.name == model.name
     np.testing.assert_array_equal(numpy(prunable(x)), numpy(model(x)))
 
 
