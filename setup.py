@@ -38,8 +38,9 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        # jax: the tests compare scores and layers across backends.
-        "test": ["pytest>=7", "scikit-learn", "jax", "jaxlib"],
+        # jax: the tests compare scores and layers across backends;
+        # keras-hub: models nobody here wrote, pruned in place.
+        "test": ["pytest>=7", "scikit-learn", "jax", "jaxlib", "keras-hub"],
         # Other Keras backends for the library part (masked layers,
         # make_prunable, pruning, the callback). The binaries stay TensorFlow.
         "jax": ["jax", "jaxlib"],

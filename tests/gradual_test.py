@@ -190,7 +190,7 @@ def test_schedule_survives_saving_and_reloading_mid_schedule(tmp_path):
               callbacks=[lth_keras.GradualMagnitudePruning(**kwargs)])  # 8 steps, mid-ramp
     path = str(tmp_path / "mid.keras")
     first.save(path)
-    reloaded = keras.saving.load_model(path)
+    reloaded = lth_keras.load_model(path)
     assert int(numpy(reloaded.optimizer.iterations)) == 8
     before = lth_layers.get_masks(reloaded)
     assert before.keys() == lth_layers.get_masks(first).keys()
