@@ -248,12 +248,13 @@ def add_masks(model, *, exclude=None):
         )
     exclude = list(exclude or ())
     matched, changed = set(), []
-    for owner, (holder, attrs, kind) in _candidates(model):
-        excluded = _excluded(owner, exclude, matched)
-        if excluded or is_masked_in_place(owner) or not _can_mask(owner, holder):
-            continue
-        if _attach(owner, holder, attrs, kind):
-            changed.append(owner)
+    with keras_adapter.variable_scope(model):
+        for owner, (holder, attrs, kind) in _candidates(model):
+            excluded = _excluded(owner, exclude, matched)
+            if excluded or is_masked_in_place(owner) or not _can_mask(owner, holder):
+                continue
+            if _attach(owner, holder, attrs, kind):
+                changed.append(owner)
     unmatched = [p for p in exclude if p not in matched]
     if unmatched:
         raise ValueError(f"`exclude` names {unmatched}, which match no maskable layer of {model.name!r}.")

@@ -12,7 +12,7 @@ import contextlib
 
 import keras
 
-__all__ = ["sublayers", "all_sublayers", "own_variables", "unlocked", "untrack", "refresh_torch_params",
+__all__ = ["sublayers", "all_sublayers", "own_variables", "unlocked", "untrack", "variable_scope", "refresh_torch_params",
            "invalidate_compiled_functions"]
 
 
@@ -48,6 +48,15 @@ def unlocked(layer):
     finally:
         if tracker is not None and was_locked:
             tracker.lock()
+
+
+def variable_scope(model):
+    """Where new variables of `model` must be created: inside its
+    `tf.distribute` strategy's scope when it was built under one (Keras's
+    TensorFlow trainer records it), so that masks are mirrored like the
+    weights; a no-op elsewhere."""
+    strategy = getattr(model, "_distribute_strategy", None)
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def untrack(layer, sublayer) -> None:

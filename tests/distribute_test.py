@@ -456,3 +456,40 @@ def test_benchmark_docstring_shows_output_a_run_printed():
     assert shown, "the docstring shows no output lines"
     for line in shown:
         assert line in readme, line
+
+
+_MIRRORED_IN_PLACE = """
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+import lth_keras
+from lth_keras import layers
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu")(inputs)
+    h = h + keras.ops.tanh(keras.layers.Dense(8)(h))
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(64, 6)).astype("float32"), rng.normal(size=(64, 2)).astype("float32")
+imp = lth_keras.IterativeMagnitudePruning(0.5, round_steps=4, output_layer=None, verbose=0)
+model.fit(x, y, batch_size=16, epochs=3, callbacks=[imp], verbose=0)
+for mw in layers.masked_weights(model):
+    values = [np.asarray(p.numpy()) for p in getattr(mw.mask._value, "values", ())]
+    assert all(np.array_equal(values[0], v) for v in values[1:]), mw.name
+    assert len(values) == 2, mw.name
+    weight, mask = keras.ops.convert_to_numpy(mw.weight), values[0]
+    assert np.all(weight[mask == 0] == 0), mw.name
+print("PM", [round(r["pm"], 1) for r in imp.rounds])
+print("IN_PLACE_MIRRORED_OK")
+"""
+
+
+def test_masks_in_place_under_mirrored_strategy_are_mirrored_and_exact(tmp_path):
+    proc = _run_script(tmp_path, "mirrored_in_place.py", _MIRRORED_IN_PLACE)
+    assert proc.returncode == 0 and "IN_PLACE_MIRRORED_OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "PM [100.0, 50.0, 25.0]" in proc.stdout
