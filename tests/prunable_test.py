@@ -285,6 +285,13 @@ def test_unmaskable_layers_are_named_in_one_warning_and_subclasses_keep_their_ca
     scaled = prunable.get_layer("scaled")
     probe = keras.Model(prunable.inputs, scaled.output)
     np.testing.assert_allclose(numpy(probe(x)), np.broadcast_to(2.0 * numpy(scaled.bias), (2, 4)), rtol=1e-6)
+    # Keras cannot reload OwnKernel (unregistered): copied layer by layer, masks too.
+    copy = lth_keras.prunable.copy_model(prunable)
+    assert lth_layers.get_masks(copy).keys() == masks.keys()
+    np.testing.assert_array_equal(lth_layers.get_masks(copy)["scaled"], np.zeros_like(masks["scaled"]))
+    folded = lth_keras.fold_masks(prunable)
+    assert not lth_layers.masked_weights(folded)
+    np.testing.assert_allclose(numpy(folded(x)), numpy(prunable(x)), rtol=1e-6, atol=1e-6)
 
 
 def test_unbuilt_model_gets_an_error_saying_how_to_build_it():
