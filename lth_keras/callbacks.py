@@ -34,6 +34,7 @@ import keras
 import numpy as np
 
 from lth_keras import gradual
+from lth_keras import keras_adapter
 from lth_keras import layers
 from lth_keras import pruning, snapshots, sparsity
 from lth_keras.snapshots import (  # noqa: F401 - re-exported, documented here before
@@ -291,7 +292,9 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         if self.output_layer != "auto":
             return self.output_layer
         weights = layers.masked_weights(self.model)
-        functional = isinstance(self.model, keras.Sequential) or type(self.model).__name__ == "Functional"
+        # A graph model (KerasHub backbones are functional subclasses) lists
+        # its layers in call order.
+        functional = keras_adapter.is_graph_model(self.model)
         if len(weights) > 1 and not functional:
             raise ValueError(
                 f"output_layer='auto' cannot find the output layer of {type(self.model).__name__}, "

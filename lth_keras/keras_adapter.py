@@ -12,8 +12,15 @@ import contextlib
 
 import keras
 
-__all__ = ["sublayers", "all_sublayers", "own_variables", "unlocked", "untrack", "variable_scope", "refresh_torch_params",
+__all__ = ["is_graph_model", "sublayers", "all_sublayers", "own_variables", "unlocked", "untrack", "variable_scope", "refresh_torch_params",
            "invalidate_compiled_functions"]
+
+
+def is_graph_model(model) -> bool:
+    """Sequential, functional, or a functional subclass (KerasHub's
+    backbones): a model whose layers are listed in call order."""
+    return isinstance(model, keras.Sequential) or (
+        isinstance(model, keras.Model) and hasattr(model, "_run_through_graph") and hasattr(model, "_nodes_by_depth"))
 
 
 def sublayers(layer) -> list:

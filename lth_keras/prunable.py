@@ -177,12 +177,6 @@ def _check_built(model, function):
         )
 
 
-def _is_graph_model(layer):
-    return isinstance(layer, keras.Sequential) or (
-        isinstance(layer, keras.Model) and hasattr(layer, "_run_through_graph") and hasattr(layer, "_nodes_by_depth")
-    )
-
-
 def _sublayers(layer):
     return keras_adapter.sublayers(layer)
 
@@ -206,7 +200,7 @@ class _Converter:
         """A converted copy of `layer` (a new object, built, same values)."""
         if not isinstance(layer, keras.layers.Layer):
             return layer  # an operator node of a functional graph holds no state
-        if _is_graph_model(layer):
+        if keras_adapter.is_graph_model(layer):
             return self._copy_graph(layer)
         masked_in_place = in_place.is_masked_in_place(layer)
         target = self._target(layer)
