@@ -70,6 +70,8 @@ _KERNELS = (
 _RECURRENT = _classes("SimpleRNN", "LSTM", "GRU")
 _RECURRENT_CELLS = _classes("SimpleRNNCell", "LSTMCell", "GRUCell")
 _RECURRENT_WEIGHTS = ("kernel", "recurrent_kernel")
+MASKABLE_DESCRIPTION = ", ".join(sorted({c.__name__ for classes, _, _ in _KERNELS for c in classes}
+                                       | {c.__name__ for c in _RECURRENT}))
 
 
 def maskable(layer):

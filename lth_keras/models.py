@@ -26,6 +26,7 @@ from typing import Callable, Optional
 
 import keras
 
+from lth_keras import in_place
 from lth_keras import layers as lth_layers
 
 
@@ -493,11 +494,7 @@ def count_prunable_weights(model: keras.Model) -> int:
     """
     # Go through the `MaskedLayer` protocol rather than class names, so
     # user-defined masked layers are counted exactly as pruning sees them.
-    return sum(
-        math.prod(mw.weight.shape)
-        for layer in lth_layers.masked_layers(model)
-        for mw in layer.masked_weights()
-    )
+    return sum(math.prod(mw.weight.shape) for mw in lth_layers.masked_weights(model))
 
 
 # ---------------------------------------------------------------------------
@@ -595,21 +592,14 @@ def build_custom(spec: str, input_shape, num_classes: int, *, seed: Optional[int
                 f"{(None, *input_shape)} failed ({type(e).__name__}: {e}); start it from keras.Input."
             ) from None
     if not lth_layers.masked_layers(model):
-        from lth_keras import prunable
-
-        model = prunable.make_prunable(model)
+        # The model was built for this run: masked in place, no copy needed.
+        in_place.add_masks(model)
     if not lth_layers.masked_weights(model):
         raise CustomModelError(
             "model", f"{spec} has nothing to prune: no layer lth_keras can mask "
-            f"({', '.join(sorted(c.__name__ for c in _maskable_classes()))}) and no MaskedLayer."
+            f"({in_place.MASKABLE_DESCRIPTION}) and no MaskedLayer."
         )
     return model
-
-
-def _maskable_classes():
-    from lth_keras import prunable
-
-    return prunable.MASKABLE
 
 
 def custom_defaults(spec: str, flags: dict, dataset_specs):
