@@ -8,7 +8,8 @@ winning tickets inside `model.fit`.
 
 Importing the package imports the masked layers, which registers them with
 `keras.saving`: ``import lth_keras`` is all `keras.models.load_model` needs
-to read a model with masks. The library part runs on every Keras backend
+to read a model built from them. A model masked in place is read back with
+its masks by `lth_keras.load_model` (Keras alone reads the plain ticket). The library part runs on every Keras backend
 (TensorFlow, JAX, PyTorch) and imports TensorFlow only on TensorFlow's; the
 experiment binary, distribution and export are TensorFlow.
 (The binaries set TensorFlow's log level before TensorFlow loads, and
