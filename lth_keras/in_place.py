@@ -33,7 +33,7 @@ backbone = keras_hub.models.BertBackbone(
     vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
     intermediate_dim=32, max_sequence_length=8)
 lth_keras.add_masks(backbone)             # the same object, now prunable
-len(lth_keras.layers.masked_weights(backbone))   # 14 kernels, 3 embeddings
+len(lth_keras.layers.masked_weights(backbone))   # 15: 13 kernels, 2 tables
 ```
 """
 
