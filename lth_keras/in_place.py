@@ -337,8 +337,9 @@ def stores(model) -> list:
 def warn_unmaskable(model, function):
     """One warning naming the layer types that hold kernels but stay dense."""
     dense = {}
-    masked_ids = {id(owner) for owner, _ in _candidates(model)}
-    cells = {id(spec[0]) for _, spec in _candidates(model)}
+    candidates = _candidates(model)
+    masked_ids = {id(owner) for owner, _ in candidates}
+    cells = {id(spec[0]) for _, spec in candidates}
     for layer in keras_adapter.all_sublayers(model, include_self=False):
         if id(layer) in masked_ids or id(layer) in cells or isinstance(layer, (MaskStore, masked_layers.MaskedLayer)):
             continue

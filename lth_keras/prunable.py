@@ -37,25 +37,7 @@ from lth_keras import in_place
 from lth_keras import keras_adapter
 from lth_keras import layers
 
-__all__ = ["MASKABLE", "make_prunable", "fold_masks", "copy_model"]
-
-# Plain Keras class -> masked twin, for models copied layer by layer and for
-# `fold_masks` of lth_keras's masked layers. Exact types only: a user's
-# subclass of Dense may change `call`, and swapping it for MaskedDense would
-# drop that (in place, `add_masks` keeps the subclass's own `call`).
-MASKABLE = {
-    keras.layers.Dense: layers.MaskedDense,
-    keras.layers.EinsumDense: layers.MaskedEinsumDense,
-    keras.layers.Embedding: layers.MaskedEmbedding,
-    keras.layers.MultiHeadAttention: layers.MaskedMultiHeadAttention,
-    keras.layers.Conv1D: layers.MaskedConv1D,
-    keras.layers.Conv2D: layers.MaskedConv2D,
-    keras.layers.Conv3D: layers.MaskedConv3D,
-    keras.layers.Conv2DTranspose: layers.MaskedConv2DTranspose,
-    keras.layers.DepthwiseConv2D: layers.MaskedDepthwiseConv2D,
-    keras.layers.SeparableConv2D: layers.MaskedSeparableConv2D,
-}
-
+__all__ = ["make_prunable", "fold_masks", "copy_model"]
 
 def make_prunable(model, *, exclude=None):
     """A copy of `model` whose prunable kernels carry masks (all ones).
