@@ -30,7 +30,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lth_keras  # noqa: E402
-from lth_keras import datasets, gradual, models  # noqa: E402
+from lth_keras import datasets, models  # noqa: E402
+from lth_keras.pruning import gradual
 from lth_keras import layers as lth_layers  # noqa: E402
 
 

@@ -6,63 +6,83 @@ callbacks call it themselves), masked layers (`MaskedDense`, `MaskedConv2D`,
 (`lth_keras.pruning`) and the `IterativeMagnitudePruning` callback that finds
 winning tickets inside `model.fit`.
 
-Importing the package imports the masked layers, which registers them with
-`keras.saving`: ``import lth_keras`` is all `keras.models.load_model` needs
-to read a model built from them. A model masked in place is read back with
-its masks by `lth_keras.load_model` (Keras alone reads the plain ticket). The library part runs on every Keras backend
-(TensorFlow, JAX, PyTorch) and imports TensorFlow only on TensorFlow's; the
-experiment binary, distribution and export are TensorFlow.
-(The binaries set TensorFlow's log level before TensorFlow loads, and
-``python -m lth_keras.figures`` only reads CSV files: it imports no Keras.)
+The folders are the layers of the architecture; each imports only those
+above it in this list (`tests/structure_test.py` checks every import):
+
+- `storage`: the experiment directory on disk (no Keras).
+- `layers`, `pruning`, `callbacks`: the library users import.
+- `models`, `datasets`, `training`, `arms`, `experiment`: the experiment runner.
+- `analysis`: figures and instability.
+- `main`, `export`, `instability`, `figures`, `baselines.tfmot`: the programs.
+
+The names below are imported when first used, so that a program that only
+reads CSV files (``python -m lth_keras.figures``) never loads TensorFlow.
+Loading a `.keras` file of masked layers needs them registered with
+`keras.saving`: any use of `lth_keras.layers` (or of a name below) does
+that, and so does ``import lth_keras`` after Keras is imported.
+`lth_keras.load_model` reads a model masked in place with its masks
+(Keras alone reads the plain ticket). The library part runs on every Keras
+backend (TensorFlow, JAX, PyTorch); the experiment binary, distribution and
+export are TensorFlow.
 """
 
-from lth_keras import _startup
-
-_startup.prepare()  # a binary's TensorFlow log level, set before TensorFlow loads
-
-if not _startup.tensorflow_free():  # python -m lth_keras.figures reads CSVs: no TensorFlow
-    from lth_keras import callbacks, in_place, layers, prunable, pruning
-    from lth_keras.callbacks import GradualMagnitudePruning, IterativeMagnitudePruning
-    from lth_keras.layers import (
-        MaskedConv1D,
-        MaskedConv2D,
-        MaskedConv2DTranspose,
-        MaskedConv3D,
-        MaskedDense,
-        MaskedDepthwiseConv2D,
-        MaskedEinsumDense,
-        MaskedEmbedding,
-        MaskedLayer,
-        MaskedMultiHeadAttention,
-        MaskedSeparableConv2D,
-    )
-    from lth_keras.in_place import add_masks, load_model, remove_masks
-    from lth_keras.prunable import fold_masks, make_prunable
+import importlib
+import sys
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GradualMagnitudePruning",
-    "IterativeMagnitudePruning",
-    "MaskedConv1D",
-    "MaskedConv2D",
-    "MaskedConv2DTranspose",
-    "MaskedConv3D",
-    "MaskedDense",
-    "MaskedDepthwiseConv2D",
-    "MaskedEinsumDense",
-    "MaskedEmbedding",
-    "MaskedLayer",
-    "MaskedMultiHeadAttention",
-    "MaskedSeparableConv2D",
-    "add_masks",
-    "callbacks",
-    "fold_masks",
-    "in_place",
-    "load_model",
-    "remove_masks",
-    "layers",
-    "make_prunable",
-    "prunable",
-    "pruning",
-]
+# public name -> the module that defines it
+_NAMES = {
+    "GradualMagnitudePruning": "lth_keras.callbacks",
+    "IterativeMagnitudePruning": "lth_keras.callbacks",
+    "MaskedConv1D": "lth_keras.layers",
+    "MaskedConv2D": "lth_keras.layers",
+    "MaskedConv2DTranspose": "lth_keras.layers",
+    "MaskedConv3D": "lth_keras.layers",
+    "MaskedDense": "lth_keras.layers",
+    "MaskedDepthwiseConv2D": "lth_keras.layers",
+    "MaskedEinsumDense": "lth_keras.layers",
+    "MaskedEmbedding": "lth_keras.layers",
+    "MaskedLayer": "lth_keras.layers",
+    "MaskedMultiHeadAttention": "lth_keras.layers",
+    "MaskedSeparableConv2D": "lth_keras.layers",
+    "add_masks": "lth_keras.layers.in_place",
+    "fold_masks": "lth_keras.layers.prunable",
+    "load_model": "lth_keras.layers.in_place",
+    "make_prunable": "lth_keras.layers.prunable",
+    "remove_masks": "lth_keras.layers.in_place",
+}
+# modules documented at the top level before the package had folders
+_MODULES = {
+    "gradual": "lth_keras.pruning.gradual",
+    "in_place": "lth_keras.layers.in_place",
+    "pai": "lth_keras.pruning.pai",
+    "prunable": "lth_keras.layers.prunable",
+}
+_SUBPACKAGES = ("analysis", "arms", "baselines", "callbacks", "datasets", "experiment", "layers", "models",
+                "pruning", "storage", "training")
+
+__all__ = sorted(_NAMES) + ["callbacks", "layers", "pruning", "in_place", "prunable"]
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'lth_keras' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES) | set(_MODULES) | set(_SUBPACKAGES))
+
+
+if "keras" in sys.modules:
+    # Keras (and its backend) is loaded already, so registering the masked
+    # layers costs nothing, and `keras.saving.load_model` can read them.
+    from lth_keras import layers  # noqa: F401

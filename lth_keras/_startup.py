@@ -13,8 +13,9 @@ scale: 0 and above shows INFO, -1 warnings, -2 errors), else from a
 library user's ``import lth_keras`` is left alone: only our binaries
 change the level.
 
-`python -m lth_keras.figures` only reads CSV files: it never imports
-TensorFlow (see `tensorflow_free`).
+Each program that uses TensorFlow calls `prepare` before its first
+import of Keras; `python -m lth_keras.figures` only reads CSV files and
+never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-
-# Binaries that never need TensorFlow or Keras.
-TENSORFLOW_FREE_MAINS = ("lth_keras.figures",)
 
 _LOG_LINE = re.compile(r"^([IWEF])\d{4} ")
 _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
@@ -48,11 +46,6 @@ def main_module(orig_argv=None) -> str | None:
 def running_binary(orig_argv=None) -> bool:
     module = main_module(orig_argv)
     return bool(module) and module.startswith("lth_keras.")
-
-
-def tensorflow_free(orig_argv=None) -> bool:
-    """True when this process runs a TensorFlow-free binary (figures)."""
-    return main_module(orig_argv) in TENSORFLOW_FREE_MAINS
 
 
 def log_level(argv, environ) -> int:
@@ -123,9 +116,10 @@ def _import_keras_quietly(level: int) -> None:
 
 
 def prepare() -> None:
-    """Called first by ``lth_keras/__init__``: in a binary, sets the
-    TensorFlow log level and imports Keras with its start-up lines filtered."""
-    if not running_binary() or tensorflow_free() or "keras" in sys.modules:
+    """Called first by each program that uses TensorFlow: run as a binary, it
+    sets TensorFlow's log level and imports Keras with its start-up lines
+    filtered. Imported as a module (by a test, say), it does nothing."""
+    if not running_binary() or "keras" in sys.modules:
         return
     argv = list(getattr(sys, "orig_argv", sys.argv))
     level = log_level(argv, os.environ)

@@ -29,8 +29,8 @@ import typing
 
 from absl import flags
 
-from lth_keras import results
-from lth_keras.config import ExperimentConfig
+from lth_keras.storage import results
+from lth_keras.experiment.config import ExperimentConfig
 
 __all__ = ["define_flags", "config_from_flags", "parse_command_line", "saved_config"]
 

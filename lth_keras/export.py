@@ -40,7 +40,12 @@ import tempfile
 import numpy as np
 from absl import app, flags, logging
 
-from lth_keras import datasets, results
+from lth_keras import _startup
+
+_startup.prepare()  # TensorFlow's log level, set before TensorFlow loads
+
+from lth_keras import datasets
+from lth_keras.storage import results
 
 __all__ = ["ExportError", "FORMATS", "TOLERANCES", "export", "load_masked_model"]
 
@@ -78,7 +83,8 @@ class ExportError(ValueError):
 
 
 def _config(results_dir):
-    from lth_keras import cli, config
+    from lth_keras import cli
+    from lth_keras.experiment import config
 
     try:
         return cli.saved_config(results_dir, error=ExportError)
@@ -106,7 +112,8 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
         ExportError: no such experiment or round, or the round stores no
             trained weights (only ticket, gradual and tfmot_gradual rounds do).
     """
-    from lth_keras import layers, models, snapshots
+    from lth_keras import layers, models
+    from lth_keras.pruning import snapshots
 
     config = _config(results_dir)
     exp_dir = results.ExperimentDir(results_dir)
@@ -140,7 +147,7 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
 
 
 def _check_batch(config, n, input_shape):
-    from lth_keras.config import ConfigError, load_dataset
+    from lth_keras.experiment.config import ConfigError, load_dataset
 
     try:
         data = load_dataset(config)

@@ -62,7 +62,8 @@ from typing import Callable, Sequence
 
 from absl import app, flags
 
-from lth_keras import plotting, results
+from lth_keras.analysis import plotting
+from lth_keras.storage import results
 
 METRIC_FIGURES = plotting.PAPER_METRICS
 PANEL_NAME = "early_stop_panel"

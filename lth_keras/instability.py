@@ -57,7 +57,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lth_keras import locks, results
+from lth_keras import _startup
+
+_startup.prepare()  # TensorFlow's log level, set before TensorFlow loads
+
+from lth_keras.storage import locks
+from lth_keras.storage import results
 
 __all__ = ["InstabilityError", "run_instability", "barrier", "path_alphas", "plot_instability", "CSV_NAME"]
 
@@ -119,8 +124,9 @@ class _Context:
     """One trial's model, data and trainers (one per data-order seed)."""
 
     def __init__(self, config, data, exp_dir, trial, log):
-        from lth_keras import models, schedule, training
-        from lth_keras.snapshots import WeightSnapshot
+        from lth_keras import models, training
+        from lth_keras.training import schedule
+        from lth_keras.pruning.snapshots import WeightSnapshot
 
         self.config, self.data, self.exp_dir, self.trial, self.log = config, data, exp_dir, trial, log
         self.seed = schedule.trial_seed(config.seed, trial)
@@ -147,7 +153,7 @@ class _Context:
     def dense_at(self, k):
         """The dense network's weights at iteration k (see the module doc)."""
         from lth_keras import layers
-        from lth_keras.snapshots import WeightSnapshot
+        from lth_keras.pruning.snapshots import WeightSnapshot
 
         if k == 0:
             return self.theta0
@@ -171,7 +177,7 @@ def _measure(ctx, round_, k, alphas, seeds):
     """The row of (round_, k): trains (or reloads) the two copies and
     evaluates the path."""
     from lth_keras import layers
-    from lth_keras.snapshots import WeightSnapshot
+    from lth_keras.pruning.snapshots import WeightSnapshot
 
     exp_dir, trial, log = ctx.exp_dir, ctx.trial, ctx.log
     mask = exp_dir.read_mask(trial, "ticket", round_)
@@ -259,8 +265,9 @@ def run_instability(results_dir: str, *, rounds: Sequence[int] | None = None,
         lth_keras.locks.LockHeldError: another process analyses a trial
             (one line naming its pid and host).
     """
-    from lth_keras import cli, schedule
-    from lth_keras.config import ConfigError, load_dataset
+    from lth_keras import cli
+    from lth_keras.training import schedule
+    from lth_keras.experiment.config import ConfigError, load_dataset
 
     log = log or (lambda message: print(message, flush=True))
     if seeds is not None and len(seeds) != 2:
@@ -368,7 +375,7 @@ def plot_instability(csv_path: str, out_path: str | None = None, *, accuracy: bo
     Example:
         >>> fig = plot_instability("runs/lenet/instability.csv")   # doctest: +SKIP
     """
-    from lth_keras import plotting
+    from lth_keras.analysis import plotting
 
     fig, _ = plotting.plot_instability(csv_path, accuracy=accuracy)
     if out_path:

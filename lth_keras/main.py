@@ -15,7 +15,12 @@ import sys
 
 from absl import app, flags
 
-from lth_keras import cli, experiment
+from lth_keras import _startup
+
+_startup.prepare()  # TensorFlow's log level, set before TensorFlow loads
+
+from lth_keras import cli
+from lth_keras.experiment import runner as experiment
 
 FLAGS = flags.FLAGS
 # The helpers lived here before lth_keras.cli; kept for code that imports them.
@@ -29,7 +34,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from lth_keras import datasets, locks, results
+    from lth_keras import datasets
+    from lth_keras.storage import locks
+    from lth_keras.storage import results
 
     try:
         experiment.train_and_evaluate(cli.config_from_flags())

@@ -8,7 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from lth_keras import arms, experiment, plotting, results
+from lth_keras import arms
+from lth_keras.experiment import runner as experiment
+from lth_keras.analysis import plotting
+from lth_keras.storage import results
 
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 README_CONFIG = 'model="lenet", dataset="fashion_mnist", rounds=4,'

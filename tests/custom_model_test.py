@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from lth_keras import experiment
+from lth_keras.experiment import runner as experiment
 from lth_keras import layers as lth_layers
 from lth_keras import models
 

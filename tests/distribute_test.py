@@ -18,7 +18,8 @@ import time
 import numpy as np
 import pytest
 
-from lth_keras import distribute, experiment
+from lth_keras.training import distribute
+from lth_keras.experiment import runner as experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -192,7 +193,9 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from lth_keras import distribute, experiment, layers, models, training, callbacks, datasets
+from lth_keras import layers, models, training, callbacks, datasets
+from lth_keras.training import distribute
+from lth_keras.experiment import runner as experiment
 
 out = sys.argv[1]
 tiny = json.loads(sys.argv[2])
@@ -268,7 +271,8 @@ os.environ["TF_CONFIG"] = json.dumps({
     "task": {"type": "worker", "index": index},
 })
 import numpy as np
-from lth_keras import experiment, layers
+from lth_keras import layers
+from lth_keras.experiment import runner as experiment
 
 original_run = experiment._Trial.run
 def run_and_dump(self):

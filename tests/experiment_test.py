@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lth_keras import datasets, experiment, layers, models, training
+from lth_keras import datasets, layers, models, training
+from lth_keras.experiment import runner as experiment
 
 # LeNet-300-100: layer sizes and the paper's rates (fc 20%, output 10%).
 LENET_LAYERS = {(784, 300): 0.2, (300, 100): 0.2, (100, 10): 0.1}

@@ -11,7 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from lth_keras import datasets, experiment, export
+from lth_keras import datasets, export
+from lth_keras.experiment import runner as experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = (500, 100)

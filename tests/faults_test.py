@@ -31,7 +31,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lth_keras import experiment, locks, results, resume
+from lth_keras.experiment import runner as experiment
+from lth_keras.storage import locks
+from lth_keras.storage import results
+from lth_keras.storage import resume
 from lth_keras import main as lth_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

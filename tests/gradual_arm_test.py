@@ -15,7 +15,10 @@ import pandas as pd
 import pytest
 
 import lth_keras
-from lth_keras import export, gradual, results, sparsity
+from lth_keras import export
+from lth_keras.pruning import gradual
+from lth_keras.storage import results
+from lth_keras.pruning import sparsity
 from lth_keras import layers as lth_layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,7 +84,7 @@ def test_gradual_round_exports_with_its_zeros(gradual_run, tmp_path):
 
 
 def test_gradual_refuses_rewinding():
-    from lth_keras import experiment
+    from lth_keras.experiment import runner as experiment
 
     with pytest.raises(experiment.ConfigError, match="rewind_iteration"):
         experiment.ExperimentConfig(model="lenet", dataset="synthetic", controls=("gradual",),
@@ -172,7 +175,8 @@ def test_schedule_and_masks_match_tfmot(tfmot_python):
 
 
 def test_gradual_training_resumed_from_a_checkpoint_matches_an_uninterrupted_one(deterministic_ops, tmp_path):
-    from lth_keras import datasets, models, training, trial_state
+    from lth_keras import datasets, models, training
+    from lth_keras.experiment import trial_state
 
     path = str(tmp_path / "state.npz")
     data = datasets.load("synthetic", seed=0, validation_size=200)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import lth_keras
-from lth_keras import gradual, sparsity
+from lth_keras.pruning import gradual
+from lth_keras.pruning import sparsity
 from lth_keras import layers as lth_layers
 
 

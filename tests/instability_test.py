@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lth_keras import experiment, instability, results
+from lth_keras import instability
+from lth_keras.experiment import runner as experiment
+from lth_keras.storage import results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = lambda s: None  # noqa: E731
@@ -62,7 +64,8 @@ def test_dense_weights_at_k_reproduce_the_runs_rewind_point(tmp_path):
     with np.load(saved) as f:
         expected = dict(f)
     os.rename(saved, saved + ".away")  # dense_at(60) now retrains θ0 → iteration 60
-    from lth_keras import cli, config
+    from lth_keras import cli
+    from lth_keras.experiment import config
 
     cfg = cli.saved_config(exp.root)
     ctx = instability._Context(cfg, config.load_dataset(cfg), exp, 0, QUIET)
@@ -174,7 +177,7 @@ def test_a_trial_under_analysis_is_refused_or_waited_for(tmp_path):
     # or waits with --wait_for_lock, and then measures nothing twice.
     import threading
 
-    from lth_keras import locks
+    from lth_keras.storage import locks
 
     exp = _experiment(tmp_path, "locked", iterations=100, learning_rate=1.2e-3, rounds=1)
     held = locks.FileLock(results.ExperimentDir(exp.root).lock_path("instability_trial_0"))

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from absl import flags
 
-from lth_keras import experiment
+from lth_keras.experiment import runner as experiment
 from lth_keras import main as lth_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -360,7 +360,7 @@ def test_changing_a_defining_flag_gives_a_one_line_error_naming_the_flag(tmp_pat
 
 
 def test_changing_a_defining_flag_in_process_raises_before_training(tmp_path):
-    from lth_keras import results
+    from lth_keras.storage import results
 
     experiment.train_and_evaluate(_tiny_config(), str(tmp_path), log=lambda _: None)
     lines = []

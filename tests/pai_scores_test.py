@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from lth_keras import layers, pai
+from lth_keras import layers
+from lth_keras.pruning import pai
 
 
 def _mlp(sizes, activation="relu", use_bias=True, seed=0):

@@ -12,7 +12,9 @@ import matplotlib.colors
 import numpy as np
 import pytest
 
-from lth_keras import arms, experiment, layers, pai
+from lth_keras import arms, layers
+from lth_keras.experiment import runner as experiment
+from lth_keras.pruning import pai
 from pai_scores_test import _data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,7 +65,7 @@ def test_each_arm_reaches_the_tickets_counts_layerwise(tmp_path):
     rows = {(r["arm"], r["round"]) for r in __import__("csv").DictReader(open(exp.summary_csv_path))}
     assert {(a, "2") for a in PAI_ARMS} <= rows
     # Figures overlay the arms an experiment ran, in their registered styles.
-    from lth_keras import plotting
+    from lth_keras.analysis import plotting
 
     fig, data = plotting.plot_metric_vs_pm(exp.root, "final_test_accuracy", arms=None)
     assert set(PAI_ARMS) <= set(data["points"]["arm"])
@@ -105,7 +107,8 @@ import json, sys
 import numpy as np
 import keras
 sys.path.insert(0, {repo!r})
-from lth_keras import layers, pai
+from lth_keras import layers
+from lth_keras.pruning import pai
 weights = json.loads(open({path!r}).read())
 inputs = keras.Input((5,))
 x = layers.MaskedDense(4, activation="tanh", name="d0")(inputs)

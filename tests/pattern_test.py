@@ -8,8 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from lth_keras import experiment, sparsity
-from lth_keras.config import ConfigError
+from lth_keras.experiment import runner as experiment
+from lth_keras.pruning import sparsity
+from lth_keras.experiment.config import ConfigError
 
 QUIET = lambda s: None  # noqa: E731
 
@@ -82,7 +83,7 @@ def test_pattern_exclude_leaves_a_layer_unstructured(tmp_path):
 def test_the_gradual_arms_schedule_comes_from_its_flags(tmp_path):
     import dataclasses
 
-    from lth_keras import gradual
+    from lth_keras.pruning import gradual
 
     fields = {f.name: f.default for f in dataclasses.fields(experiment.ExperimentConfig)}
     assert {k: fields[f"gradual_{k}"] for k in ("begin", "end", "frequency")} == gradual.ARM_SCHEDULE

@@ -18,7 +18,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.container import ErrorbarContainer
 
-from lth_keras import plotting
+from lth_keras.analysis import plotting
 
 PMS = [100.0, 51.3, 21.1, 7.0, 3.6]  # P_m of rounds 0..4
 ITERATIONS = [0, 100, 200, 300]
@@ -136,7 +136,7 @@ def test_plotting_imports_neither_tensorflow_nor_keras():
         import sys, types
         pkg = types.ModuleType("lth_keras"); pkg.__path__ = ["lth_keras"]
         sys.modules["lth_keras"] = pkg
-        import lth_keras.plotting
+        import lth_keras.analysis.plotting
         bad = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
         assert not bad, bad
     """)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lth_keras import results
-from lth_keras.results import (
+from lth_keras.storage import results
+from lth_keras.storage.results import (
     ConfigMismatchError,
     ExperimentDir,
     atomic_write_csv,

@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import pytest
 
-from lth_keras import experiment, models
+from lth_keras import models
+from lth_keras.experiment import runner as experiment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures")

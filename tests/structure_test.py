@@ -65,7 +65,8 @@ def test_only_the_package_exports_import_the_callback_module():
 
 
 def test_moved_names_are_still_importable():
-    from lth_keras import callbacks, main, snapshots
+    from lth_keras import callbacks, main
+    from lth_keras.pruning import snapshots
 
     for name in ("WeightSnapshot", "prune_model", "reset_optimizer_state", "default_output_layer"):
         assert getattr(callbacks, name) is getattr(snapshots, name)

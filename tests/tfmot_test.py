@@ -16,7 +16,8 @@ import tempfile
 import numpy as np
 import pytest
 
-from lth_keras import experiment, results
+from lth_keras.experiment import runner as experiment
+from lth_keras.storage import results
 from lth_keras.baselines import tfmot as baseline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,7 +101,7 @@ def test_writes_rows_the_summary_and_figures_pick_up(baseline_run):
     for key in theta0:
         np.testing.assert_array_equal(start[key], theta0[key])
     assert "tfmot_gradual round 2" in proc.stdout
-    plotting = pytest.importorskip("lth_keras.plotting")
+    plotting = pytest.importorskip("lth_keras.analysis.plotting")
     points, _ = plotting.metric_points(root, "early_stop_test_accuracy", arms=None)
     assert ARM in set(points["arm"])
 

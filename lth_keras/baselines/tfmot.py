@@ -53,8 +53,15 @@ import time
 import numpy as np
 from absl import app, flags
 
-from lth_keras import cli, datasets, results, schedule, sparsity
-from lth_keras import config as lth_config
+from lth_keras import _startup
+
+_startup.prepare()  # TensorFlow's log level, set before TensorFlow loads
+
+from lth_keras import cli, datasets
+from lth_keras.storage import results
+from lth_keras.training import schedule
+from lth_keras.pruning import sparsity
+from lth_keras.experiment import config as lth_config
 from lth_keras.baselines import architecture as arch
 from lth_keras.baselines.venv import VenvError, setup_venv, venv_python, venv_requirements  # noqa: F401
 
@@ -179,7 +186,7 @@ def _make_optimizer(tfk, config, boundaries):
     import tensorflow as tf
 
     class Schedule(tfk.optimizers.schedules.LearningRateSchedule):
-        """lth_keras.training.WarmupPiecewiseDecay in tf_keras."""
+        """lth_keras.training.trainer.WarmupPiecewiseDecay in tf_keras."""
 
         def __init__(self, learning_rate, boundaries, warmup):
             self.learning_rate, self.boundaries, self.warmup = float(learning_rate), tuple(boundaries), int(warmup)

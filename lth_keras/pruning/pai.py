@@ -40,7 +40,7 @@ computations on all three backends, and JAX's against TensorFlow's.
 Example:
 
 ```python
-from lth_keras import experiment
+from lth_keras.experiment import runner as experiment
 
 config = experiment.ExperimentConfig(
     model="lenet", dataset="fashion_mnist", iterations=2000, rounds=8,
@@ -48,7 +48,7 @@ config = experiment.ExperimentConfig(
 experiment.train_and_evaluate(config, "runs")
 
 # Or one score on any masked model:
-from lth_keras import pai
+from lth_keras.pruning import pai
 scores = pai.snip_scores(model, x, y)          # {masked weight: array}
 masks = pai.keep_top(scores, {n: 100 for n in scores})
 ```
@@ -229,7 +229,7 @@ class _Functional:
         mask_value = {id(mw.mask): mw.mask for mw in self.masked}
         snapshot_of = {}
         if weights is not None:
-            from lth_keras.snapshots import WeightSnapshot
+            from lth_keras.pruning.snapshots import WeightSnapshot
 
             snapshot_of = {id(v): a for v, a in zip(WeightSnapshot._variables(model), weights.values)}
         names_of_mask = {id(mw.mask): mw.name for mw in self.masked}
@@ -414,7 +414,7 @@ def _scoring_examples(trial):
     of the trial's training set, drawn with the trial's seed."""
     data = getattr(trial, "data", None)
     if data is None:
-        from lth_keras.config import load_dataset
+        from lth_keras.experiment.config import load_dataset
 
         c = trial.config
         key = (c.dataset, c.data_dir, c.seed, c.validation_size, c.tfds_data_dir, tuple(c.synthetic_sizes or ()))

@@ -8,7 +8,7 @@ the dataset a config names, for every binary.
 Example:
 
 ```python
-from lth_keras import config as lth_config
+from lth_keras.experiment import config as lth_config
 
 c = lth_config.ExperimentConfig(model="lenet", rounds=5).resolve()
 c.iterations, c.prune_rate_dense     # (50000, 0.2): the paper's defaults
@@ -208,7 +208,7 @@ class ExperimentConfig:
             raise ConfigError("controls", f"unknown control(s) {unknown}; known: {', '.join(arms.controls())}.")
         if "gradual" in self.controls and self.rewind_iteration:
             raise ConfigError("controls", "the gradual arm trains from θ0: it needs --rewind_iteration=0.")
-        from lth_keras import sparsity
+        from lth_keras.pruning import sparsity
 
         try:
             sparsity.schedule_steps(self.iterations, self.gradual_begin, self.gradual_end, self.gradual_frequency)
@@ -233,13 +233,13 @@ class ExperimentConfig:
             raise ConfigError("synthetic_sizes", f"must be two positive integers n_train,n_test, got {','.join(map(str, self.synthetic_sizes))}.")
         if not self.experiment or os.sep in self.experiment or self.experiment in (".", ".."):
             raise ConfigError("experiment", f"must be a plain directory name, got {self.experiment!r}.")
-        from lth_keras import distribute
+        from lth_keras.training import distribute
 
         if self.strategy not in distribute.STRATEGIES:
             raise ConfigError("strategy", f"must be one of {', '.join(distribute.STRATEGIES)}, got {self.strategy!r}.")
         if not isinstance(self.worker_timeout, int) or self.worker_timeout < 1:
             raise ConfigError("worker_timeout", f"must be a positive integer, got {self.worker_timeout}.")
-        from lth_keras import resume
+        from lth_keras.storage import resume
 
         try:
             resume.parse_trial_ids(self.trial_ids, self.trials)

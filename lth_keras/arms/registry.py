@@ -26,7 +26,8 @@ Example: the ticket's mask with its reset weights' signs shuffled.
 
 ```python
 import numpy as np
-from lth_keras import arms, experiment
+from lth_keras import arms
+from lth_keras.experiment import runner as experiment
 
 def shuffled_signs(trial, round_):
     start = trial.reset_point()
@@ -238,7 +239,7 @@ register(Arm("tfmot_gradual", None, keeps_trained_weights=True,
 
 def _pai_start(method, shuffled):
     def start(trial, round_):
-        from lth_keras import pai
+        from lth_keras.pruning import pai
 
         return pai.start(trial, round_, method, shuffled=shuffled)
 
@@ -265,7 +266,7 @@ def _gradual_start(trial, round_):
 
 
 def _gradual_train(trial, trainer, round_, **train_round_kwargs):
-    from lth_keras import gradual
+    from lth_keras.pruning import gradual
 
     return gradual.train_gradual_arm(trial, trainer, round_, **train_round_kwargs)
 

@@ -9,7 +9,7 @@ build on this module; it imports neither of them.
 Example:
 
 ```python
-from lth_keras import snapshots
+from lth_keras.pruning import snapshots
 
 theta0 = snapshots.WeightSnapshot.take(model)
 model.fit(x, y, epochs=2)
@@ -24,9 +24,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from lth_keras import in_place
+from lth_keras.layers import in_place
 from lth_keras import layers
-from lth_keras import pruning
+from lth_keras.pruning import magnitude as pruning
 
 __all__ = ["WeightSnapshot", "prune_model", "reset_optimizer_state", "default_output_layer",
            "zero_pruned_optimizer_slots", "masked_weights_of"]
@@ -274,7 +274,7 @@ def prune_model(
         include=chosen,
     )
     if pattern is not None:
-        from lth_keras import gradual
+        from lth_keras.pruning import gradual
 
         new_masks = gradual.constrain_to_pattern(all_weights, new_masks, pattern, scope=scope, include=chosen)
     layers.set_masks(model, new_masks)

@@ -36,7 +36,8 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from lth_keras import arms, results
+from lth_keras import arms
+from lth_keras.storage import results
 
 # --------------------------------------------------------------------------
 # Styling

@@ -14,7 +14,7 @@ in `lth_keras.arms`.
 Example:
 
 ```python
-from lth_keras import experiment
+from lth_keras.experiment import runner as experiment
 
 config = experiment.ExperimentConfig(model="lenet", dataset="fashion_mnist",
                                      iterations=2000, rounds=5,
@@ -30,8 +30,11 @@ import dataclasses
 import os
 import time
 
-from lth_keras import arms, pruning, results, resume, schedule
-from lth_keras.config import ConfigError, ExperimentConfig, load_dataset
+from lth_keras import arms, pruning
+from lth_keras.storage import results
+from lth_keras.storage import resume
+from lth_keras.training import schedule
+from lth_keras.experiment.config import ConfigError, ExperimentConfig, load_dataset
 
 __all__ = ["ExperimentConfig", "ConfigError", "train_and_evaluate", "load_dataset"]
 
@@ -69,7 +72,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
     if workdir is not None:
         config = dataclasses.replace(config, output_dir=workdir)
     config = config.resolve()
-    from lth_keras import distribute
+    from lth_keras.training import distribute
 
     try:
         strategy = distribute.make_strategy(
@@ -87,7 +90,8 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
         )
 
     if config.pattern:
-        from lth_keras import models, trial_state
+        from lth_keras import models
+        from lth_keras.experiment import trial_state
 
         try:
             trial_state.check_pattern(config, models.build(config.model, data.input_shape, data.num_classes))
@@ -147,7 +151,9 @@ class _Trial:
     """One trial: every arm round by round, each after what it depends on."""
 
     def __init__(self, config, data, exp_dir, trial, log, strategy=None, sync=None):
-        from lth_keras import distribute, models, training, trial_state
+        from lth_keras import models, training
+        from lth_keras.training import distribute
+        from lth_keras.experiment import trial_state
 
         self.config, self.data, self.exp_dir, self.trial, self.log = config, data, exp_dir, trial, log
         if strategy is None:
@@ -217,7 +223,7 @@ class _Trial:
 
     def _resume(self, tag, state_path, first):
         """(curve, start iteration, elapsed seconds) from the round's checkpoint."""
-        from lth_keras import trial_state
+        from lth_keras.experiment import trial_state
 
         if not self.sync.value(bool(os.path.exists(state_path))):
             return [], first, 0.0
@@ -276,7 +282,7 @@ class _Trial:
 
     def _train(self, arm, round_, tag, curve, start_iteration, elapsed, stops, state_path):
         """Trains the round into `curve` (logs, TensorBoard, checkpoints); returns its wall time."""
-        from lth_keras import trial_state
+        from lth_keras.experiment import trial_state
 
         total, every = self.config.iterations, self.config.checkpoint_every
         writer = self._tensorboard_writer(arm, round_)

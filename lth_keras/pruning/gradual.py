@@ -49,8 +49,9 @@ import keras
 import numpy as np
 
 from lth_keras import layers
-from lth_keras.snapshots import zero_pruned_optimizer_slots  # noqa: F401 - its home before
-from lth_keras import pruning, sparsity
+from lth_keras.pruning.snapshots import zero_pruned_optimizer_slots  # noqa: F401 - its home before
+from lth_keras.pruning import magnitude as pruning
+from lth_keras.pruning import sparsity
 
 __all__ = [
     "GradualPruner",
@@ -347,7 +348,7 @@ def train_gradual(trainer, pruner: GradualPruner, *, start_iteration=None, round
 
     Returns the learning curve, as `Trainer.train_round`.
     """
-    from lth_keras import schedule
+    from lth_keras.training import schedule
 
     model, optimizer = trainer.model, trainer.optimizer
     pruner.bind(model)

@@ -31,7 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from lth_keras import layers
-from lth_keras import schedule, snapshots
+from lth_keras.training import schedule
+from lth_keras.pruning import snapshots
 
 __all__ = [
     "TrainingHparams",
@@ -285,7 +286,7 @@ class Trainer:
         x = tf.gather(self._x_train if x_train is None else x_train, idx)
         y = tf.gather(self._y_train if y_train is None else y_train, idx)
         if self.hp.augment:
-            from lth_keras.datasets import augment_flip_crop
+            from lth_keras.datasets.loading import augment_flip_crop
 
             x = augment_flip_crop(
                 x, tf.stack([self.seed + 7919 * (1 + ctx.replica_id_in_sync_group), tf.cast(iteration, tf.int32)])

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import keras
 
-from lth_keras import in_place
+from lth_keras.layers import in_place
 from lth_keras import layers as lth_layers
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from lth_keras import results
+from lth_keras.storage import results
 
 __all__ = [
     "SnapshotMismatchError",

@@ -58,7 +58,6 @@ __all__ = [
     "fraction_remaining",
     "apply_masks_to_weights",
     "premasked",
-    "fold_masks",
 ]
 
 
@@ -914,24 +913,3 @@ def fraction_remaining(model) -> float:
     if total == 0:
         raise ValueError("The model has no masked weights.")
     return sum(r for r, _ in counts) / total
-
-
-def fold_masks(model) -> keras.Model:
-    """A copy of `model` with every mask folded into plain Keras layers.
-
-    The same function as `lth_keras.fold_masks` (`lth_keras.prunable`), kept
-    here where it always was: any model `lth_keras.make_prunable` produces,
-    Sequential, functional, nested or subclassed, becomes plain Keras layers
-    holding ``weight * mask``, with the same outputs.
-
-    Example:
-
-    ```python
-    plain = lth_keras.layers.fold_masks(model)
-    plain.save("ticket.keras")   # no lth_keras needed to load it
-    ```
-    """
-    # Imported here: prunable builds on this module, not the other way round.
-    from lth_keras import prunable
-
-    return prunable.fold_masks(model)

@@ -60,7 +60,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from lth_keras import arms, locks
+from lth_keras import arms
+from lth_keras.storage import locks
 
 CURVE_COLUMNS = (
     "iteration",

@@ -10,7 +10,7 @@ imports the same under Keras 3 and tf_keras.
 Example:
 
 ```python
-from lth_keras import schedule
+from lth_keras.training import schedule
 
 schedule.evaluation_points(300, 100, stops=(50,))   # [50, 100, 200, 300]
 schedule.trial_seed(0, 2)                           # 2000

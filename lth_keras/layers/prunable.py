@@ -33,9 +33,9 @@ import tempfile
 import keras
 import numpy as np
 
-from lth_keras import in_place
-from lth_keras import keras_adapter
-from lth_keras import layers
+from lth_keras.layers import in_place
+from lth_keras.layers import keras_adapter
+from lth_keras.layers import masked as layers
 
 __all__ = ["make_prunable", "fold_masks", "copy_model"]
 

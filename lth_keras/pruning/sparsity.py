@@ -24,7 +24,7 @@ Example:
 
 ```python
 import numpy as np
-from lth_keras import sparsity
+from lth_keras.pruning import sparsity
 
 sparsity.polynomial_sparsity(50, 0.0, 0.9, begin_step=0, end_step=100)  # 0.7875
 w = np.array([[4.0, 3.0], [1.0, 2.0], [0.5, 9.0], [8.0, 0.1]])   # (in=4, out=2)
@@ -41,7 +41,7 @@ from typing import Mapping
 
 import numpy as np
 
-from lth_keras import pruning
+from lth_keras.pruning import magnitude as pruning
 
 __all__ = [
     "validate_sparsity",

@@ -35,7 +35,7 @@ finished round (or the last checkpoint).
 Example (single process, any hardware):
 
 ```python
-from lth_keras import distribute
+from lth_keras.training import distribute
 
 strategy = distribute.make_strategy("auto")
 with strategy.scope():

@@ -24,8 +24,10 @@ import os
 
 import numpy as np
 
-from lth_keras import layers, models, pruning, resume, results
-from lth_keras.snapshots import WeightSnapshot, default_output_layer
+from lth_keras import layers, models, pruning
+from lth_keras.storage import resume
+from lth_keras.storage import results
+from lth_keras.pruning.snapshots import WeightSnapshot, default_output_layer
 
 __all__ = ["TrialState", "save_checkpoint", "load_checkpoint"]
 
@@ -120,7 +122,7 @@ class TrialState:
                             output=self.output, include=self.prunable)
         if not c.pattern:
             return new
-        from lth_keras import sparsity
+        from lth_keras.pruning import sparsity
 
         # The same number of weights per layer (or, global, in all), chosen
         # among those the pattern lets go.
@@ -138,7 +140,7 @@ class TrialState:
 
     @property
     def pattern_axes(self) -> dict[str, int]:
-        from lth_keras import gradual
+        from lth_keras.pruning import gradual
 
         return {mw.name: gradual.pattern_axis(mw) for mw in layers.masked_weights(self.model)}
 
@@ -190,7 +192,7 @@ def check_pattern(config, model) -> None:
     """Refuses, before anything is written, a ``--pattern`` that the
     experiment's rounds would break: a layer whose input dimension is not
     a multiple of M, or rounds that prune past the cap 1 - N/M (ValueError)."""
-    from lth_keras import gradual
+    from lth_keras.pruning import gradual
 
     kinds = {mw.name: mw.kind for mw in layers.masked_weights(model)}
     gradual.check_rounds_fit_pattern(model, prune_rates(config, kinds), config.rounds, config.pattern,

@@ -46,8 +46,8 @@ import warnings
 import keras
 from keras import ops
 
-from lth_keras import keras_adapter
-from lth_keras import layers as masked_layers
+from lth_keras.layers import keras_adapter
+from lth_keras.layers import masked as masked_layers
 
 __all__ = ["MaskStore", "add_masks", "remove_masks", "load_model", "maskable", "is_masked_in_place", "stores",
            "copy_masks"]

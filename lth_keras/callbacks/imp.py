@@ -33,11 +33,13 @@ import warnings
 import keras
 import numpy as np
 
-from lth_keras import gradual
-from lth_keras import keras_adapter
+from lth_keras.pruning import gradual
+from lth_keras.layers import keras_adapter
 from lth_keras import layers
-from lth_keras import pruning, snapshots, sparsity
-from lth_keras.snapshots import (  # noqa: F401 - re-exported, documented here before
+from lth_keras import pruning
+from lth_keras.pruning import snapshots
+from lth_keras.pruning import sparsity
+from lth_keras.pruning.snapshots import (  # noqa: F401 - re-exported, documented here before
     WeightSnapshot,
     default_output_layer,
     prune_model,
@@ -468,7 +470,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     def to_json(self, path: str) -> None:
         """Writes `rounds` as JSON (atomically)."""
-        from lth_keras import results
+        from lth_keras.storage import results
 
         results.atomic_write_json(path, self.rounds)
 
@@ -615,7 +617,7 @@ def _accepts_training(model):
 
 def _write_rows_csv(path, rows):
     # Rows may differ in their per-layer columns: the union, in first-seen order.
-    from lth_keras import results
+    from lth_keras.storage import results
 
     fields = []
     for row in rows:

@@ -1,0 +1,1 @@
+"""Analyses of finished experiments: the paper's figures and instability."""
