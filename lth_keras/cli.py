@@ -1,11 +1,28 @@
-"""The absl flag helpers every lth_keras binary shares.
+"""How every lth_keras program defines and parses its flags.
 
-`define_flags` turns a hyperparameter dataclass (`ExperimentConfig`) into
-flags and `config_from_flags` reads them back; `parse_command_line` is the
-``flags_parser`` of a binary with its own `FlagValues`; `saved_config`
-reads an experiment directory's config.json back into a resolved config.
-`lth_keras.main`, `lth_keras.export` and `lth_keras.baselines.tfmot` use
-them; this module imports no binary.
+A program (``python -m lth_keras.<program>``) declares its flags in one
+function, ``define_flags(flag_values)``; `program_flags` makes the
+program's own `flags.FlagValues` from it, its ``main(argv)`` reads that
+FlagValues, and `run` parses the command line with it and calls ``main``.
+The FlagValues is the program's alone, so programs may share flag names
+(``--results``, ``--out``) and be imported together.
+
+Every program then answers the same way on the command line:
+
+- its flags are parsed first, then absl's own (``--verbosity``,
+  ``--flagfile`` files may hold either);
+- ``--help`` (``-h``, ``-?``, ``--helpshort``) prints the program's doc and
+  flags, ``--helpfull`` adds absl's, and both exit with status 1, as absl's
+  own ``--help`` does;
+- a bad flag, a bad value or a stray argument exits with one line,
+  ``error: ...``, naming the flag, and no traceback.
+
+`define_flags` generates one flag per field of a config dataclass
+(`ExperimentConfig`) and `config_from_flags` reads them back: `lth_keras.main`
+and the TFMOT baseline take every experiment flag that way.
+
+This module imports no TensorFlow or Keras (``python -m lth_keras.figures``
+uses it); the config class is imported when first needed.
 
 Example:
 
@@ -13,26 +30,96 @@ Example:
 from absl import flags
 from lth_keras import cli
 
-FLAGS = flags.FlagValues()
-cli.define_flags(flag_values=FLAGS)
-FLAGS(["prog", "--model=conv2", "--rounds=4"])
-cli.config_from_flags(flag_values=FLAGS).rounds      # 4
+def define_flags(flag_values):
+    flags.DEFINE_string("results", None, "The experiment directory.", flag_values=flag_values)
+
+FLAGS = cli.program_flags(define_flags)
+
+def main(argv):
+    print(FLAGS.results)
+
+if __name__ == "__main__":
+    cli.run(main, FLAGS, __doc__)
 ```
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import typing
+from typing import Callable
 
-from absl import flags
+from absl import app, flags
 
-from lth_keras.storage import results
-from lth_keras.experiment.config import ExperimentConfig
+__all__ = ["program_flags", "parse_command_line", "run", "define_flags", "config_from_flags", "saved_config"]
 
-__all__ = ["define_flags", "config_from_flags", "parse_command_line", "saved_config"]
+_SHORT_HELP = ("-h", "-?", "--help", "--helpshort")
+_FULL_HELP = "--helpfull"
+
+
+def program_flags(define: Callable[[flags.FlagValues], None]) -> flags.FlagValues:
+    """A program's own FlagValues, holding the flags `define` declares.
+
+    Args:
+        define: called once with the new FlagValues; it declares every flag
+            of the program (``flags.DEFINE_*(..., flag_values=flag_values)``).
+    """
+    flag_values = flags.FlagValues()
+    define(flag_values)
+    return flag_values
+
+
+def parse_command_line(argv: typing.Sequence[str], flag_values: flags.FlagValues, doc: str) -> list[str]:
+    """Parses a program's command line: the ``flags_parser`` that `run` gives absl.
+
+    Parses `flag_values` first, then absl's global flags with what is left
+    (``--verbosity`` and friends); returns ``[program]``.
+
+    Args:
+        argv: the command line, program name first.
+        flag_values: the program's FlagValues (`program_flags`).
+        doc: the program's doc, printed by ``--help``.
+
+    Raises:
+        SystemExit: after ``--help`` (status 1), or with one line
+            ``error: ...`` for a bad flag, value or argument.
+    """
+    argv = list(argv)
+    asked = [a for a in argv[1:] if a in _SHORT_HELP + (_FULL_HELP,)]
+    if asked:
+        print(doc)
+        print(flag_values.get_help())
+        if _FULL_HELP in asked:
+            print(flags.FLAGS.get_help())
+        else:
+            print("\nTry --helpfull to get a list of all flags.")
+        sys.exit(1)  # absl's --help status
+    try:
+        rest = flags.FLAGS(flag_values(argv, known_only=True))
+    except flags.Error as e:
+        sys.exit(f"error: {e}")
+    if len(rest) > 1:
+        sys.exit(f"error: unexpected arguments: {' '.join(rest[1:])}")
+    return rest
+
+
+def run(main: Callable[[list], None], flag_values: flags.FlagValues, doc: str) -> None:
+    """Runs a program: absl's `app.run(main)` with the command line parsed by
+    `parse_command_line`. Call it under ``if __name__ == "__main__":``."""
+    app.run(main, flags_parser=lambda argv: parse_command_line(argv, flag_values, doc))
+
+
+# --------------------------------------------------------------------------
+# Flags from a config dataclass
+
+
+def _config_cls(config_cls):
+    if config_cls is not None:
+        return config_cls
+    from lth_keras.experiment.config import ExperimentConfig  # TensorFlow: only when asked for
+
+    return ExperimentConfig
 
 
 def _base_type(annotation):
@@ -46,8 +133,15 @@ def _base_type(annotation):
     return origin or annotation
 
 
-def define_flags(config_cls=ExperimentConfig, flag_values=flags.FLAGS) -> None:
-    """Defines one absl flag per field of the hyperparameter dataclass."""
+def define_flags(config_cls=None, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines one absl flag per field of a hyperparameter dataclass.
+
+    Args:
+        config_cls: the dataclass (default `ExperimentConfig`); each field's
+            ``metadata["help"]`` is its help text.
+        flag_values: where to define them; a program passes its own.
+    """
+    config_cls = _config_cls(config_cls)
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         kind = _base_type(hints[field.name])
@@ -67,8 +161,9 @@ def define_flags(config_cls=ExperimentConfig, flag_values=flags.FLAGS) -> None:
             flags.DEFINE_string(field.name, default, help_text, flag_values=flag_values)
 
 
-def config_from_flags(config_cls=ExperimentConfig, flag_values=flags.FLAGS):
-    """The dataclass instance the parsed flags describe."""
+def config_from_flags(config_cls=None, flag_values: flags.FlagValues = flags.FLAGS):
+    """The dataclass instance (default `ExperimentConfig`) the parsed flags describe."""
+    config_cls = _config_cls(config_cls)
     values = {}
     for field in dataclasses.fields(config_cls):
         value = flag_values[field.name].value
@@ -78,44 +173,8 @@ def config_from_flags(config_cls=ExperimentConfig, flag_values=flags.FLAGS):
     return config_cls(**values)
 
 
-def parse_command_line(argv, flag_values, doc: str):
-    """An absl ``flags_parser`` for a binary with its own `FlagValues`.
+def saved_config(results_dir: str, overrides: dict | None = None, *, error=ValueError):
+    """`lth_keras.experiment.saved.saved_config` (it lived here before)."""
+    from lth_keras.experiment import saved
 
-    Parses `flag_values` first, then absl's global flags (``--verbosity``
-    and friends); ``--help`` prints `doc` and the binary's flags; a bad flag
-    exits with one line.
-    """
-    if any(a in ("-h", "--help", "-?", "--helpshort", "--helpfull") for a in argv[1:]):
-        print(doc)
-        print(flag_values.get_help())
-        sys.exit(0)
-    try:
-        rest = flag_values(argv, known_only=True)
-        return flags.FLAGS(rest)
-    except flags.Error as e:
-        sys.exit(f"error: {e}")
-
-
-def saved_config(results_dir: str, overrides: dict | None = None, *, error=ValueError) -> ExperimentConfig:
-    """The resolved config of the experiment in `results_dir` (its
-    config.json, with `overrides` applied; output_dir/experiment point at
-    `results_dir`).
-
-    Raises:
-        error: (a one-line message naming --results) when the directory is
-            missing or holds no config.json.
-        ConfigError: a bad value.
-    """
-    path = os.path.join(results_dir, "config.json")
-    if not os.path.isdir(results_dir):
-        raise error(f"--results: {results_dir!r} does not exist.")
-    if not os.path.isfile(path):
-        raise error(f"--results: {results_dir!r} is not an lth_keras experiment (no config.json).")
-    saved = results.read_json(path)
-    names = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    values = {k: v for k, v in saved.items() if k in names}
-    values.update(overrides or {})
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
-    root = os.path.abspath(results_dir)
-    values["output_dir"], values["experiment"] = os.path.dirname(root), os.path.basename(root)
-    return ExperimentConfig(**values).resolve()
+    return saved.saved_config(results_dir, overrides, error=error)

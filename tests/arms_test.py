@@ -8,10 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from lth_keras import arms
+from lth_keras.arms import registry as arms
 from lth_keras.experiment import runner as experiment
 from lth_keras.analysis import plotting
-from lth_keras.storage import results
+from lth_keras.storage.experiment_dir import ExperimentDir
+from lth_keras.storage.summary import load_summary
 
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 README_CONFIG = 'model="lenet", dataset="fashion_mnist", rounds=4,'
@@ -46,7 +47,7 @@ def test_readme_custom_arm_runs_through_train_and_evaluate(tmp_path, monkeypatch
     exec(compile(code, "README.md", "exec"), {})
 
     root = tmp_path / "runs" / "lenet"
-    done = {(s["arm"], s["round"]) for s in results.ExperimentDir(str(root)).summaries()}
+    done = {(s["arm"], s["round"]) for s in ExperimentDir(str(root)).summaries()}
     assert done == {("ticket", 0), ("ticket", 1), ("ticket", 2), ("reinit", 1), ("reinit", 2),
                     ("shuffled_signs", 1), ("shuffled_signs", 2)}
     for r in (1, 2):
@@ -68,7 +69,7 @@ def test_readme_custom_arm_runs_through_train_and_evaluate(tmp_path, monkeypatch
         for k in biases:  # only the masked weights were changed
             np.testing.assert_array_equal(start[k], start_shuffled[k])
     # Results and figures take the arm from the data and the registry.
-    assert "shuffled_signs" in set(results.load_summary(str(root))["arm"])
+    assert "shuffled_signs" in set(load_summary(str(root))["arm"])
     assert plotting.arm_color("shuffled_signs") in plotting.FALLBACK_ARM_COLORS
     points, _ = plotting.metric_points(str(root), "early_stop_test_accuracy", arms=None)
     assert "shuffled_signs" in set(points["arm"])
@@ -120,7 +121,7 @@ def test_order_and_styles_come_from_the_registry():
     assert plotting.arm_color("tfmot_gradual") == "#9467bd"
     arms.register(arms.Arm("styled", lambda trial, r: None, color="#000000", label="Styled"))
     assert plotting.arm_color("styled") == "#000000" and plotting.arm_label("styled") == "Styled"
-    assert sorted(["zz", "styled", "tfmot_gradual", "ticket"], key=results.round_sort_key) == [
+    assert sorted(["zz", "styled", "tfmot_gradual", "ticket"], key=arms.order_key) == [
         "ticket", "styled", "tfmot_gradual", "zz"]
 
 

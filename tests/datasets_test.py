@@ -2,7 +2,7 @@
 
 Real-format files (IDX, CIFAR10 binary batches) are written into tmp_path;
 only the slow test reads the real Debian Fashion-MNIST. tensorflow-datasets
-is never contacted: `_load_tfds` is replaced where a test reaches that source.
+is never contacted: `readers.load_tfds` is replaced where a test reaches that source.
 """
 
 import gzip
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lth_keras import datasets
+from lth_keras.datasets import readers, registry
 
 IDX_TYPE = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
 
@@ -78,7 +79,7 @@ def no_tfds(monkeypatch):
         calls.append((name, data_dir))
         raise ConnectionError("offline in tests")
 
-    monkeypatch.setattr(datasets, "_load_tfds", fail)
+    monkeypatch.setattr(readers, "load_tfds", fail)
     return calls
 
 
@@ -149,7 +150,7 @@ def test_mnist_from_data_dir(tmp_path, gz, no_tfds):
 
 def test_debian_dir_used_for_fashion_mnist(tmp_path, monkeypatch, no_tfds):
     write_mnist_dir(tmp_path / "deb", n_train=120, n_test=20, gz=False)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "deb"))
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "deb"))
     ds = datasets.load("fashion_mnist", validation_size=20)
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (100, 20, 20)
     assert str(tmp_path / "deb") in ds.source
@@ -273,7 +274,7 @@ def test_unknown_name():
 def test_data_dir_without_files_does_not_fall_back(tmp_path, name, expected, no_tfds, monkeypatch):
     # A usable Debian dir exists, yet an explicit data_dir must win.
     write_mnist_dir(tmp_path / "deb", n_train=20, n_test=5)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "deb"))
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "deb"))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(datasets.DataUnavailableError) as e:
@@ -294,7 +295,7 @@ def test_corrupt_data_dir_is_unavailable(tmp_path):
 
 
 def test_all_sources_fail_lists_each(tmp_path, monkeypatch, no_tfds):
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path))
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path))
     with pytest.raises(datasets.DataUnavailableError) as e:
         datasets.load("fashion_mnist", tfds_data_dir=str(tmp_path / "tfds"))
     msg = str(e.value)
@@ -319,7 +320,7 @@ def test_tfds_style_result_accepted(monkeypatch):
         "test": (rng.integers(0, 256, (15, 28, 28, 1), dtype=np.uint8),
                  rng.integers(0, 10, 15).astype(np.int64)),
     }
-    monkeypatch.setattr(datasets, "_load_tfds", lambda name, data_dir: fake)
+    monkeypatch.setattr(readers, "load_tfds", lambda name, data_dir: fake)
     ds = datasets.load("mnist", validation_size=10)
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (70, 10, 15)
     assert ds.y_test.dtype == np.int32
@@ -334,7 +335,7 @@ def test_tfds_style_result_accepted(monkeypatch):
 def test_real_tfds_fails_fast_when_unprepared_and_offline(tmp_path, monkeypatch):
     # The real tfds path, with the reachability probe aimed at a closed
     # local port: must fail within seconds instead of retrying a download.
-    monkeypatch.setattr(datasets, "TFDS_PROBE_HOST", ("127.0.0.1", 1))
+    monkeypatch.setattr(readers, "TFDS_PROBE_HOST", ("127.0.0.1", 1))
     with pytest.raises(datasets.DataUnavailableError) as e:
         datasets.load("cifar10", tfds_data_dir=str(tmp_path))
     msg = str(e.value)
@@ -413,35 +414,6 @@ def test_augment_flip_crop():
 
     traced = tf.function(datasets.augment_flip_crop)(tf.constant(x), seed).numpy()
     np.testing.assert_array_equal(traced, a)
-
-
-def test_train_batches_shapes_and_reshuffle():
-    ds = datasets.load("synthetic", validation_size=100, synthetic_sizes=(300, 10),
-                       synthetic_shape=(6, 6, 1))
-    stream = datasets.train_batches(ds, batch_size=50, seed=7)
-    key = {r.tobytes(): i for i, r in enumerate(ds.x_train)}
-    order = []
-    for x, y in stream.take(8):  # 4 batches per epoch: two epochs
-        assert x.shape == (50, 6, 6, 1) and y.shape == (50,)
-        assert x.dtype.name == "float32" and y.dtype.name == "int32"
-        idx = [key[r.tobytes()] for r in x.numpy()]
-        np.testing.assert_array_equal(y.numpy(), ds.y_train[idx])
-        order += idx
-    first, second = order[:200], order[200:]
-    assert sorted(first) == list(range(200)) == sorted(second)
-    assert first != second
-
-    again = [key[r.tobytes()] for x, _ in datasets.train_batches(ds, 50, seed=7).take(4)
-             for r in x.numpy()]
-    assert again == first
-
-    with pytest.raises(ValueError, match="batch_size"):
-        datasets.train_batches(ds, 201, seed=0)
-
-    aug = datasets.train_batches(ds, 50, seed=7, augment=True)
-    xa, ya = next(iter(aug))
-    assert xa.shape == (50, 6, 6, 1)
-    np.testing.assert_array_equal(ya.numpy(), ds.y_train[first[:50]])
 
 
 # ------------------------------------------------------------------ real data

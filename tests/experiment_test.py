@@ -143,6 +143,16 @@ def test_curve_and_summary(run, arm, r):
         assert s["pm_per_layer"][name] == pytest.approx(100.0 * alive[mask.shape] / mask.size)
 
 
+def test_summary_csv_rows_are_in_the_registry_order_of_arms(run):
+    # Sorted by (trial, arm, round), arms in the registry's order: the runner
+    # hands the storage layer that key (by name, random_mask would come first).
+    exp_dir, _ = run
+    df = pd.read_csv(exp_dir.summary_csv_path)
+    assert list(zip(df["arm"], df["round"])) == (
+        [("ticket", r) for r in range(ROUNDS)] + [(arm, r) for arm in ("reinit", "random_mask")
+                                                   for r in range(1, ROUNDS)])
+
+
 def test_summary_csv_pm_per_round_matches_the_formula(run):
     exp_dir, _ = run
     df = pd.read_csv(os.path.join(exp_dir.root, "summary.csv"))

@@ -159,8 +159,10 @@ def test_command_line_errors_are_one_line(results_dir, tmp_path):
 
 
 def test_mismatching_outputs_fail_loudly(results_dir, tmp_path, monkeypatch):
-    real = export.run_export
-    monkeypatch.setattr(export, "run_export", lambda fmt, path, x: real(fmt, path, x) + 1e-3)
+    from lth_keras.experiment import export as exporting  # where export.export looks run_export up
+
+    real = exporting.run_export
+    monkeypatch.setattr(exporting, "run_export", lambda fmt, path, x: real(fmt, path, x) + 1e-3)
     with pytest.raises(export.ExportError, match=r"EXPORT CHECK FAILED: .* max \|diff\| 0.001 exceeds atol 1e-05"):
         export.export(results_dir, 0, ROUND, "keras", str(tmp_path / "t.keras"), fresh_process=False,
                       log=lambda m: None)

@@ -33,7 +33,10 @@ import pytest
 
 from lth_keras.experiment import runner as experiment
 from lth_keras.storage import locks
-from lth_keras.storage import results
+from lth_keras.storage.errors import CorruptResultError, ResultsWriteError
+from lth_keras.storage.experiment_dir import ExperimentDir
+from lth_keras.storage.files import atomic_write_json, atomic_write_npz, read_npz
+from lth_keras.storage.summary import load_summary
 from lth_keras.storage import resume
 from lth_keras import main as lth_main
 
@@ -176,11 +179,11 @@ def test_unreadable_checkpoint_restarts_its_round(copy, reference, capsys):
 
 
 def test_a_round_cut_short_while_being_written_is_unfinished_not_damaged(tmp_path, monkeypatch):
-    exp = results.ExperimentDir(str(tmp_path))
+    exp = ExperimentDir(str(tmp_path))
     curve = [dict(iteration=10, train_loss=0.1, train_accuracy=0.9, val_loss=1.0, val_accuracy=0.8, test_accuracy=0.7)]
     kwargs = dict(mask={"d": np.ones(3, bool)}, reset_weights={"d": np.zeros(3)}, curve=curve, summary={"pm": 100.0})
     monkeypatch.setattr(os, "fsync", _FullDisk(allowed=3))  # marker, mask, reset; then the disk is full
-    with pytest.raises(results.ResultsWriteError):
+    with pytest.raises(ResultsWriteError):
         exp.write_round(0, "ticket", 0, **kwargs)
     monkeypatch.undo()
     assert exp.round_status(0, "ticket", 0) == ("unfinished", None)
@@ -202,18 +205,23 @@ def test_temp_files_of_a_killed_write_are_cleaned_up(copy, reference):
 
 
 def test_rounds_to_redo_follows_the_dependency_table():
-    deps = resume.experiment_dependencies(["ticket", "reinit", "random_mask"])
+    from types import SimpleNamespace
+
+    from lth_keras import arms
+    from lth_keras.experiment import resume as trial_resume
+
+    deps = arms.dependencies(SimpleNamespace(controls=("reinit", "random_mask"), one_shot=False))
     present = {("ticket", r) for r in range(4)} | {(c, r) for c in ("reinit", "random_mask") for r in (1, 2, 3)}
-    assert resume.rounds_to_redo({("ticket", 3)}, present, deps) == {
+    assert trial_resume.rounds_to_redo({("ticket", 3)}, present, deps) == {
         ("ticket", 3), ("reinit", 3), ("random_mask", 3)}
-    assert resume.rounds_to_redo({("reinit", 1)}, present, deps) == {("reinit", 1)}
-    assert len(resume.rounds_to_redo({("ticket", 0)}, present, deps)) == len(present)
+    assert trial_resume.rounds_to_redo({("reinit", 1)}, present, deps) == {("reinit", 1)}
+    assert len(trial_resume.rounds_to_redo({("ticket", 0)}, present, deps)) == len(present)
     # One-shot: every ticket round is pruned from round 0 alone.
-    one_shot = resume.experiment_dependencies(["ticket"], one_shot=True)
+    one_shot = arms.dependencies(SimpleNamespace(controls=(), one_shot=True))
     tickets = {("ticket", r) for r in range(4)}
-    assert resume.rounds_to_redo({("ticket", 1)}, tickets, one_shot) == {("ticket", 1)}
+    assert trial_resume.rounds_to_redo({("ticket", 1)}, tickets, one_shot) == {("ticket", 1)}
     # Arms the table does not know are left alone.
-    assert resume.rounds_to_redo({("ticket", 1)}, tickets | {("tfmot_gradual", 1)}, deps) == tickets - {("ticket", 0)}
+    assert trial_resume.rounds_to_redo({("ticket", 1)}, tickets | {("tfmot_gradual", 1)}, deps) == tickets - {("ticket", 0)}
 
 
 # -- shared files -------------------------------------------------------------------------
@@ -248,7 +256,7 @@ def test_invalid_config_json_stops_with_one_line_and_loses_nothing(copy):
     with open(config, "w") as f:
         f.write('{"model": "lenet", "seed": 0,,}')
     before = _stamps(os.path.join(str(copy), "tiny"))
-    with pytest.raises(results.CorruptResultError, match="config.json"):
+    with pytest.raises(CorruptResultError, match="config.json"):
         _run(copy)
     message = _binary_in_process(*TINY_FLAGS, f"--output_dir={copy}")
     assert message.startswith("error: ") and "\n" not in message
@@ -261,9 +269,9 @@ def test_invalid_config_json_stops_with_one_line_and_loses_nothing(copy):
 
 
 def test_flags_json_is_checked_when_read_and_rewritten_by_a_rerun(copy):
-    exp = results.ExperimentDir(os.path.join(str(copy), "tiny"))
+    exp = ExperimentDir(os.path.join(str(copy), "tiny"))
     _garbage(exp.flags_path)
-    with pytest.raises(results.CorruptResultError) as info:
+    with pytest.raises(CorruptResultError) as info:
         exp.read_flags()
     assert str(info.value).startswith(exp.flags_path + ": not valid JSON") and "\n" not in str(info.value)
     _run(copy)
@@ -276,7 +284,7 @@ def test_overwrite_never_deletes_a_trial_another_process_runs(copy):
     try:
         before = _stamps(root)
         with pytest.raises(locks.LockHeldError, match=f"trial 1 .* pid {holder.pid}"):
-            results.ExperimentDir(root).check_and_save_config({"other": 1}, overwrite=True)
+            ExperimentDir(root).check_and_save_config({"other": 1}, overwrite=True)
         assert _stamps(root) == before
     finally:
         holder.kill()
@@ -308,7 +316,7 @@ def test_broken_summary_csv_is_rebuilt_from_the_rounds(copy, reference, capsys, 
 
 
 def test_summary_csv_readers_never_see_a_half_written_file(tmp_path):
-    exp = results.ExperimentDir(str(tmp_path))
+    exp = ExperimentDir(str(tmp_path))
     curve = [dict(iteration=i, train_loss=0.1, train_accuracy=0.9, val_loss=1.0 / (i + 1),
                   val_accuracy=0.8, test_accuracy=0.7) for i in range(50)]
     for r in range(30):
@@ -320,7 +328,7 @@ def test_summary_csv_readers_never_see_a_half_written_file(tmp_path):
     def read():
         while not stop.is_set():
             try:
-                seen.append(len(results.load_summary(exp.root)))
+                seen.append(len(load_summary(exp.root)))
             except Exception as e:  # noqa: BLE001 - any failure is the finding
                 errors.append(e)
 
@@ -360,7 +368,7 @@ def _tmp_files(root):
 def test_full_disk_stops_with_one_line_and_the_rerun_equals_an_uninterrupted_run(tmp_path, reference, monkeypatch):
     full = _FullDisk(allowed=12)
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(results.ResultsWriteError) as info:
+    with pytest.raises(ResultsWriteError) as info:
         _run(tmp_path)
     message = str(info.value)
     assert "\n" not in message and info.value.path in message
@@ -402,7 +410,7 @@ def small_disk(tmp_path):
 
 
 def test_a_real_full_disk_then_freed_space_resumes_to_the_uninterrupted_result(small_disk, reference):
-    with pytest.raises(results.ResultsWriteError) as info:
+    with pytest.raises(ResultsWriteError) as info:
         _run(small_disk)
     assert "No space left on device" in str(info.value) and str(small_disk) in info.value.path
     assert _tmp_files(small_disk) == []
@@ -418,22 +426,22 @@ def test_a_real_full_disk_then_freed_space_resumes_to_the_uninterrupted_result(s
 def test_read_only_disk_names_the_path(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", _FullDisk(allowed=0, code=errno.EROFS))
     target = tmp_path / "exp" / "summary.json"
-    with pytest.raises(results.ResultsWriteError, match="cannot write .*summary.json: Read-only file system; make it writable"):
-        results.atomic_write_json(str(target), {"a": 1})
+    with pytest.raises(ResultsWriteError, match="cannot write .*summary.json: Read-only file system; make it writable"):
+        atomic_write_json(str(target), {"a": 1})
     assert os.listdir(tmp_path / "exp") == []
 
 
 def test_results_follow_the_umask(tmp_path):
     old = os.umask(0o027)
     try:
-        results.atomic_write_json(str(tmp_path / "a.json"), {})
+        atomic_write_json(str(tmp_path / "a.json"), {})
         with locks.FileLock(str(tmp_path / "x.lock")):
             pass
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o640
     assert os.stat(tmp_path / "x.lock").st_mode & 0o777 == 0o640
-    results.atomic_write_json(str(tmp_path / "b.json"), {})
+    atomic_write_json(str(tmp_path / "b.json"), {})
     assert os.stat(tmp_path / "b.json").st_mode & 0o777 == 0o666 & ~old
 
 
@@ -441,12 +449,12 @@ def test_results_follow_the_umask(tmp_path):
 
 
 def test_theta0_is_saved_once_and_read_back(reference):
-    theta0 = results.read_npz(os.path.join(reference, "trial_0", "init", "theta0.npz"))
-    reset = results.read_npz(os.path.join(reference, "trial_0", "ticket", "round_0", "reset_weights.npz"))
+    theta0 = read_npz(os.path.join(reference, "trial_0", "init", "theta0.npz"))
+    reset = read_npz(os.path.join(reference, "trial_0", "ticket", "round_0", "reset_weights.npz"))
     assert sorted(theta0) == sorted(reset)
     for key in theta0:
         np.testing.assert_array_equal(theta0[key], reset[key])
-    other = results.read_npz(os.path.join(reference, "trial_1", "init", "theta0.npz"))
+    other = read_npz(os.path.join(reference, "trial_1", "init", "theta0.npz"))
     assert not np.array_equal(theta0["00000"], other["00000"])  # a draw per trial
 
 
@@ -454,10 +462,10 @@ def test_a_saved_theta0_is_what_later_rounds_use(copy, capsys):
     # A resumed process on another TF/Keras version would draw another θ0 from
     # the seed; the saved one must win. Simulate it by changing the saved θ0.
     path = os.path.join(str(copy), "tiny", "trial_1", "init", "theta0.npz")
-    arrays = results.read_npz(path)
+    arrays = read_npz(path)
     arrays["00000"] = arrays["00000"] * 0.5
     shutil.rmtree(os.path.join(str(copy), "tiny", "trial_1"))
-    results.atomic_write_npz(path, arrays)
+    atomic_write_npz(path, arrays)
     exp, _ = _run(copy, trial_ids="1")
     reset = exp.read_reset_weights(1, "ticket", 0)
     np.testing.assert_array_equal(reset["00000"], arrays["00000"])
@@ -465,7 +473,7 @@ def test_a_saved_theta0_is_what_later_rounds_use(copy, capsys):
 
 def test_a_theta0_that_does_not_fit_the_model_stops_with_one_line(copy):
     path = os.path.join(str(copy), "tiny", "trial_0", "init", "theta0.npz")
-    results.atomic_write_npz(path, {"00000": np.zeros((3, 3), np.float32), "paths": np.array(["dense/kernel"])})
+    atomic_write_npz(path, {"00000": np.zeros((3, 3), np.float32), "paths": np.array(["dense/kernel"])})
     before = _stamps(os.path.join(str(copy), "tiny"))
     with pytest.raises(resume.SnapshotMismatchError, match="theta0.npz"):
         _run(copy)
@@ -490,7 +498,7 @@ _HOLDER = textwrap.dedent("""
 def _hold(lock_path, seconds):
     """A separate process holding `lock_path` for `seconds` (no TensorFlow: fast)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, os.path.join(REPO, "lth_keras", "locks.py"), lock_path, str(seconds)],
+        [sys.executable, "-c", _HOLDER, os.path.join(REPO, "lth_keras", "storage", "locks.py"), lock_path, str(seconds)],
         stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout.readline().strip() == "locked"
@@ -658,7 +666,7 @@ def damaged_dirs(reference, tmp_path):
     shutil.copy(os.path.join(reference, "config.json"), tmp_path / "config.json")
     state = dirs["partial"] / "trial_0" / "ticket" / "round_0" / "checkpoint" / "state.npz"
     state.parent.mkdir(parents=True)
-    results.atomic_write_npz(str(state), {"a": np.zeros(2)})
+    atomic_write_npz(str(state), {"a": np.zeros(2)})
     shutil.copy(tmp_path / "config.json", dirs["partial"] / "config.json")
     for name, rel, fault in [
         ("summary_csv", "summary.csv", _garbage),
@@ -681,8 +689,6 @@ def _assert_names(message, *needles):
 
 
 def test_figures_export_and_baseline_on_bad_directories(damaged_dirs, tmp_path):
-    from absl import flags
-
     from lth_keras import export, figures
     from lth_keras.baselines import tfmot
 
@@ -690,7 +696,7 @@ def test_figures_export_and_baseline_on_bad_directories(damaged_dirs, tmp_path):
     out = str(tmp_path / "plots")
 
     def fig(path):
-        return _exit_message(figures, flags.FLAGS, ["figures", f"--results={path}", f"--out={out}", "--formats=png", "--pms=80", "--reinit_pms=80"])
+        return _exit_message(figures, figures.FLAGS, ["figures", f"--results={path}", f"--out={out}", "--formats=png", "--pms=80", "--reinit_pms=80"])
 
     def exp(path, round_=1):
         return _exit_message(export, export.FLAGS, [

@@ -16,8 +16,8 @@ import pytest
 
 import lth_keras
 from lth_keras import export
+from lth_keras.arms import gradual as gradual_arm
 from lth_keras.pruning import gradual
-from lth_keras.storage import results
 from lth_keras.pruning import sparsity
 from lth_keras import layers as lth_layers
 
@@ -96,7 +96,15 @@ def test_tfmot_baseline_and_gradual_arm_share_the_schedule():
 
     for args in ((300, 0.0, 2 / 3, 100), (60, 0.0, 2 / 3, 100), (1000, 0.1, 0.75, 100)):
         assert baseline.pruning_schedule_steps(*args) == sparsity.schedule_steps(*args)
-    assert gradual.ARM_SCHEDULE == {"begin": 0.0, "end": 2 / 3, "frequency": 100}
+    import dataclasses
+    import inspect
+
+    from lth_keras.experiment import config
+
+    arm = {f.name: f.default for f in dataclasses.fields(config.ExperimentConfig)}
+    tfmot = inspect.signature(baseline.run).parameters
+    for key in ("begin", "end", "frequency"):
+        assert arm[f"gradual_{key}"] == tfmot[f"pruning_{key}"].default
 
 
 def test_a_two_four_model_exports_with_its_zeros(tmp_path):
@@ -190,7 +198,7 @@ def test_gradual_training_resumed_from_a_checkpoint_matches_an_uninterrupted_one
         return gradual.GradualPruner({"dense": 0.7, "output": 0.35}, end_step=80, frequency=20)
 
     straight = trainer()
-    gradual.train_gradual(straight, pruner())
+    gradual_arm.train_gradual(straight, pruner())
     first = trainer()
     curve = []
 
@@ -198,11 +206,11 @@ def test_gradual_training_resumed_from_a_checkpoint_matches_an_uninterrupted_one
         if row["iteration"] == 60:  # as the runner does, after an evaluation
             trial_state.save_checkpoint(path, first, curve, 60, 0.0)
 
-    gradual.train_gradual(first, pruner(), curve=curve, on_eval=checkpoint)
+    gradual_arm.train_gradual(first, pruner(), curve=curve, on_eval=checkpoint)
     second = trainer()
     restored_curve, iteration, _ = trial_state.load_checkpoint(path, second)
     assert iteration == 60 and 0 < lth_layers.fraction_remaining(second.model) < 1
-    gradual.train_gradual(second, pruner(), start_iteration=iteration, curve=restored_curve)
+    gradual_arm.train_gradual(second, pruner(), start_iteration=iteration, curve=restored_curve)
     for a, b in zip(straight.model.variables, second.model.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert [r["iteration"] for r in restored_curve] == [30, 60, 90, 120]

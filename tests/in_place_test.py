@@ -12,7 +12,7 @@ import pytest
 import lth_keras
 from lth_keras.layers import in_place
 from lth_keras import layers as lth_layers
-from lth_keras.callbacks.imp import prune_model
+from lth_keras.callbacks import prune_model
 
 
 def numpy(x):

@@ -14,7 +14,7 @@ import pytest
 
 from lth_keras import instability
 from lth_keras.experiment import runner as experiment
-from lth_keras.storage import results
+from lth_keras.storage.experiment_dir import ExperimentDir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = lambda s: None  # noqa: E731
@@ -60,20 +60,22 @@ def test_barrier():
 
 def test_dense_weights_at_k_reproduce_the_runs_rewind_point(tmp_path):
     exp = _experiment(tmp_path, "rewind", rewind_iteration=60, iterations=120, learning_rate=1.2e-3, rounds=2)
-    saved = os.path.join(exp.round_dir(0, "ticket", 0), "rewind_weights.npz")
+    saved = exp.rewind_weights_path(0, "ticket", 0)
     with np.load(saved) as f:
         expected = dict(f)
     os.rename(saved, saved + ".away")  # dense_at(60) now retrains θ0 → iteration 60
     from lth_keras import cli
     from lth_keras.experiment import config
 
+    from lth_keras.analysis import instability as measurement
+
     cfg = cli.saved_config(exp.root)
-    ctx = instability._Context(cfg, config.load_dataset(cfg), exp, 0, QUIET)
+    ctx = measurement._Context(cfg, config.load_dataset(cfg), exp, 0, QUIET)
     retrained = ctx.dense_at(60)
     keys = sorted(k for k in expected if k != "paths")
     for key, value in zip(keys, retrained.values):
         np.testing.assert_allclose(value, expected[key], rtol=0, atol=1e-6)
-    assert os.path.exists(ctx.path("dense_at_60.npz"))
+    assert os.path.exists(exp.dense_at_path(0, 60))
     # A sparse round at k: the copies keep the ticket's mask.
     os.rename(saved + ".away", saved)
     path = instability.run_instability(exp.root, rounds=[1], rewind_iterations=[60], points=3, figure=False,
@@ -81,10 +83,20 @@ def test_dense_weights_at_k_reproduce_the_runs_rewind_point(tmp_path):
     row = pd.read_csv(path).iloc[0]
     assert row["round"] == 1 and row["rewind_iteration"] == 60 and row["pm"] < 100
     mask = exp.read_mask(0, "ticket", 1)
-    copy = np.load(os.path.join(ctx.path("round_1", "k_60"), f"copy_seed_{int(row['seed_0'])}.npz"))
+    copy = np.load(exp.instability_copy_path(0, 1, 60, int(row["seed_0"])))
     kernels = [copy[k] for k in sorted(copy.files) if k != "paths" and copy[k].ndim == 2]
     for kernel, m in zip(kernels, mask.values()):
         assert np.all(kernel[~m.astype(bool)] == 0)
+
+
+def _main(argv):
+    """Runs ``python -m lth_keras.instability ARGV`` in this process (its own FlagValues)."""
+    instability.FLAGS.unparse_flags()
+    try:
+        instability.FLAGS(["instability"] + argv)
+        instability.main(["instability"])
+    finally:
+        instability.FLAGS.unparse_flags()
 
 
 def _cli(args):
@@ -140,7 +152,7 @@ def test_resume_after_sigkill(tmp_path):
 def test_bad_flags_are_one_line_errors(high_lr, tmp_path, args, message):
     args = [a.format(exp=high_lr.root, missing=str(tmp_path / "nope")) for a in args]
     with pytest.raises(SystemExit) as exit_:
-        instability.main(["instability"] + args)
+        _main(args)
     assert str(exit_.value.code).startswith("error: ") and message in str(exit_.value.code)
     assert "\n" not in str(exit_.value.code)
 
@@ -160,7 +172,7 @@ def test_results_are_atomic_files_in_the_experiment(high_lr):
             if f.startswith(".") or f.endswith(".tmp")]
     left += [f for f in os.listdir(high_lr.root) if (f.startswith(".") and f != ".locks") or f.endswith(".tmp")]
     assert not left and os.path.isfile(os.path.join(high_lr.root, "instability.csv"))
-    assert results.ExperimentDir(high_lr.root).summaries()  # the experiment itself is untouched
+    assert ExperimentDir(high_lr.root).summaries()  # the experiment itself is untouched
 
 
 def test_default_trials_and_rounds_are_what_the_directory_holds(tmp_path):
@@ -180,11 +192,11 @@ def test_a_trial_under_analysis_is_refused_or_waited_for(tmp_path):
     from lth_keras.storage import locks
 
     exp = _experiment(tmp_path, "locked", iterations=100, learning_rate=1.2e-3, rounds=1)
-    held = locks.FileLock(results.ExperimentDir(exp.root).lock_path("instability_trial_0"))
+    held = locks.FileLock(ExperimentDir(exp.root).instability_lock_path(0))
     held.acquire()
     try:
         with pytest.raises(SystemExit) as exit_:
-            instability.main(["instability", f"--results={exp.root}", "--rewind_iterations=0", "--points=2"])
+            _main([f"--results={exp.root}", "--rewind_iterations=0", "--points=2"])
         message = str(exit_.value.code)
         assert message.startswith("error: the instability analysis of trial 0") and f"pid {os.getpid()}" in message
         assert "--wait_for_lock" in message and "\n" not in message

@@ -360,11 +360,11 @@ def test_changing_a_defining_flag_gives_a_one_line_error_naming_the_flag(tmp_pat
 
 
 def test_changing_a_defining_flag_in_process_raises_before_training(tmp_path):
-    from lth_keras.storage import results
+    from lth_keras.storage.errors import ConfigMismatchError
 
     experiment.train_and_evaluate(_tiny_config(), str(tmp_path), log=lambda _: None)
     lines = []
-    with pytest.raises(results.ConfigMismatchError, match="learning_rate"):
+    with pytest.raises(ConfigMismatchError, match="learning_rate"):
         experiment.train_and_evaluate(_tiny_config(learning_rate=0.002), str(tmp_path), log=lines.append)
     assert lines == []
     # A non-defining flag (rounds) may change: that extends the experiment.

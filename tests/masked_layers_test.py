@@ -167,7 +167,7 @@ def test_import_does_not_import_tensorflow():
     # Only the import: Keras itself imports TensorFlow lazily (when it is
     # installed) the first time it serializes a config, on any backend.
     code = (
-        "import sys, lth_keras, lth_keras.prunable, lth_keras.callbacks, lth_keras.models; "
+        "import sys, lth_keras, lth_keras.layers.prunable, lth_keras.callbacks, lth_keras.models; "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     env = dict(os.environ, PYTHONPATH=REPO)

@@ -346,8 +346,7 @@ def test_defaults_match_the_paper():
             optimizer="adam", learning_rate=1.2e-3, momentum=0.0,
             weight_decay=0.0, prune_rate_dense=0.2, prune_rate_conv=0.0,
             prune_rate_output=0.1, pruning="layerwise", global_exclude=(),
-            lr_boundaries=(), warmup_iterations=0, warmup_iterations_paper=0,
-            warmup_learning_rate_paper=0.0, augment=False,
+            lr_boundaries=(), warmup_iterations=0, augment=False,
             prunable_weights=266_200,
         )
     )
@@ -369,8 +368,6 @@ def test_defaults_match_the_paper():
     assert resnet.weight_decay == 1e-4
     assert resnet.lr_boundaries == (20_000, 25_000)
     assert resnet.warmup_iterations == 0
-    assert (resnet.warmup_iterations_paper,
-            resnet.warmup_learning_rate_paper) == (20_000, 0.03)
     assert resnet.pruning == "global"
     assert resnet.global_exclude == ("output", "*_shortcut")
     assert (resnet.prune_rate_conv, resnet.prune_rate_output) == (0.2, 0.0)
@@ -378,8 +375,6 @@ def test_defaults_match_the_paper():
     vgg = models.defaults("vgg19")
     assert (vgg.iterations, vgg.batch_size) == (112_000, 64)
     assert vgg.lr_boundaries == (56_000, 84_000)
-    assert (vgg.warmup_iterations_paper,
-            vgg.warmup_learning_rate_paper) == (10_000, 0.1)
     assert vgg.global_exclude == ("output",)
     assert vgg.prunable_weights == 20_000_000
 

@@ -1,4 +1,5 @@
-"""Tests for lth_keras.results (pure numpy/json; no TensorFlow)."""
+"""Tests for the experiment directory (lth_keras.storage: files, curves, summary,
+experiment_dir; pure numpy/json; no TensorFlow)."""
 
 import ast
 import json
@@ -9,18 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lth_keras.storage import results
-from lth_keras.storage.results import (
-    ConfigMismatchError,
-    ExperimentDir,
-    atomic_write_csv,
-    atomic_write_json,
-    atomic_write_npz,
-    atomic_write_text,
-    early_stop_metrics,
-    load_summary,
-    round_sort_key,
-)
+from lth_keras import arms as arm_registry
+from lth_keras.storage import experiment_dir, files
+from lth_keras.storage.curves import early_stop_metrics
+from lth_keras.storage.errors import ConfigMismatchError
+from lth_keras.storage.files import atomic_write_csv, atomic_write_json, atomic_write_npz, atomic_write_text
+from lth_keras.storage.summary import load_summary
+
+STORAGE = os.path.dirname(experiment_dir.__file__)
+
+
+def ExperimentDir(root):
+    # As the runner opens it: summary rows in the registry's order of arms.
+    return experiment_dir.ExperimentDir(root, arm_order=arm_registry.order_key)
 
 
 def _row(it, val_loss, val_acc=0.5, test_acc=0.5, train_acc=None, train_loss=None):
@@ -36,8 +38,8 @@ def _row(it, val_loss, val_acc=0.5, test_acc=0.5, train_acc=None, train_loss=Non
 
 def _listing(directory):
     out = []
-    for dirpath, _, files in os.walk(directory):
-        out += [os.path.relpath(os.path.join(dirpath, f), directory) for f in files]
+    for dirpath, _, names in os.walk(directory):
+        out += [os.path.relpath(os.path.join(dirpath, f), directory) for f in names]
     return sorted(out)
 
 
@@ -46,13 +48,16 @@ def _listing(directory):
 
 def test_no_tensorflow_or_keras_import():
     # Checked statically: lth_keras/__init__ may import TF for other modules.
-    tree = ast.parse(open(results.__file__).read())
     roots = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            roots.add(node.module.split(".")[0])
+    for name in os.listdir(STORAGE):
+        if not name.endswith(".py"):
+            continue
+        tree = ast.parse(open(os.path.join(STORAGE, name)).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                roots.add(node.module.split(".")[0])
     assert "numpy" in roots
     assert not roots & {"tensorflow", "keras", "tf_keras"}
 
@@ -173,7 +178,7 @@ def test_early_stop_empty_raises():
 
 def test_round_sort_key_and_round_dir(tmp_path):
     arms = ["tfmot_gradual", "random_mask", "ticket", "abc", "reinit"]
-    assert sorted(arms, key=round_sort_key) == [
+    assert sorted(arms, key=arm_registry.order_key) == [
         "ticket", "reinit", "random_mask", "abc", "tfmot_gradual"]
     exp = ExperimentDir(str(tmp_path))
     assert exp.round_dir(2, "reinit", 7) == os.path.join(
@@ -279,15 +284,15 @@ def test_write_round_failure_before_summary_leaves_round_not_done(tmp_path, monk
     _write(exp, 0, "ticket", 0, {"d": 100.0})
     assert exp.is_round_done(0, "ticket", 0)
 
-    real = results.atomic_write_csv
+    real = files.atomic_write_csv
 
     def fail(*a, **k):
         raise OSError("preempted")
 
-    monkeypatch.setattr(results, "atomic_write_csv", fail)
+    monkeypatch.setattr(files, "atomic_write_csv", fail)
     with pytest.raises(OSError):
         _write(exp, 0, "ticket", 0, {"d": 100.0})
-    monkeypatch.setattr(results, "atomic_write_csv", real)
+    monkeypatch.setattr(files, "atomic_write_csv", real)
     # Redo started: the stale summary must not mark the half-rewritten round done.
     assert not exp.is_round_done(0, "ticket", 0)
 
@@ -332,7 +337,7 @@ def test_summaries_and_summary_csv(tmp_path):
     assert row["early_stop_test_accuracy"] == pytest.approx(0.791)
     assert row["wall_time_s"] == 2.5
 
-    pd.testing.assert_frame_equal(load_summary(str(tmp_path / "exp")), df)
+    pd.testing.assert_frame_equal(load_summary(str(tmp_path / "exp"), arm_order=arm_registry.order_key), df)
     pd.testing.assert_frame_equal(load_summary(path), df)
 
 

@@ -1,78 +1,216 @@
-"""The package's layering: who may import whom, and the names that moved.
+"""The package's layout: folders are layers of the architecture.
 
-Lower modules (layers, pruning, snapshots, training, experiment, export,
-the baselines, ...) never import the callback module, the runner or a binary
-above them; names that moved stay importable from where they were
-documented."""
+Every import in `lth_keras/` (at the top of a file or inside a function)
+goes to the module's own package or to a lower layer; modules import no
+cycle; no module is over 500 lines; the pure layers import no Keras; and the
+public names are the same whatever the entry point.
+"""
 
 import ast
 import glob
 import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(REPO, "lth_keras")
 
-# module -> the lth_keras modules it may not import (directly, anywhere in it).
-FORBIDDEN = {
-    "callbacks": {"experiment", "main", "training", "export", "cli"},
-    "training": {"callbacks", "experiment", "main"},
-    "trial_state": {"callbacks", "experiment", "main"},
-    "experiment": {"callbacks", "main", "export", "cli"},
-    "export": {"callbacks", "main"},
-    "baselines.tfmot": {"callbacks", "experiment", "main", "training"},
-    "cli": {"callbacks", "experiment", "main"},
-    "config": {"callbacks", "experiment", "main", "training", "cli"},
-    "pai": {"callbacks", "experiment", "main", "training", "cli", "trial_state"},
-    "instability": {"callbacks", "experiment", "main"},
-}
-# Modules below everything Keras: they import no other lth_keras module
-# that pulls in the callback, the runner or a binary.
-LOWEST = ("layers", "pruning", "results", "arms", "schedule", "datasets", "snapshots", "models", "plotting")
+# Lowest first. A module imports only its own package and lower layers.
+LAYERS = (
+    ("storage",),
+    ("layers",),
+    ("pruning",),
+    ("callbacks",),
+    ("models", "datasets"),
+    ("training",),
+    ("arms",),
+    ("experiment",),
+    ("analysis",),
+    ("main", "export", "instability", "figures", "cli", "_startup", "baselines"),
+)
+LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
+# Modules that import no deep-learning framework, anywhere in them: the
+# pure math, the disk, and all that the figures program reads.
+FRAMEWORK_FREE_PACKAGES = ("storage",)
+FRAMEWORK_FREE = ("pruning", "pruning.magnitude", "pruning.sparsity", "pruning.erk", "arms", "arms.registry", "analysis",
+                  "analysis.styles", "analysis.points",
+                  "analysis.plotting", "figures")
+FRAMEWORKS = ("keras", "tensorflow", "jax", "torch", "tf_keras", "tensorflow_model_optimization")
+MAX_LINES = 500
+
+
+def _module_name(path):
+    rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+    return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
+
+
+MODULES = {_module_name(p): p for p in glob.glob(os.path.join(PACKAGE, "**", "*.py"), recursive=True)}
+
+
+def _tree(module):
+    with open(MODULES[module], encoding="utf-8") as f:
+        return ast.parse(f.read())
+
+
+def _resolve(name):
+    """The module `name` refers to: itself if it is one, else its package."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
 
 
 def imports(module):
-    path = os.path.join(REPO, "lth_keras", *module.split(".")) + ".py"
+    """Every lth_keras module `module` imports, at the top or inside functions."""
     found = set()
-    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lth_keras"):
-            if node.module in ("lth_keras", "lth_keras.baselines"):
-                found.update(f"{node.module}.{a.name}" for a in node.names)
-            else:
-                found.add(node.module)
+    for node in ast.walk(_tree(module)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{module}: relative import")
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "lth_keras":
+            for alias in node.names:
+                found.add(_resolve(f"{node.module}.{alias.name}"))
         elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("lth_keras."))
-    return {m[len("lth_keras."):] for m in found if m.startswith("lth_keras.")}
+            found.update(_resolve(a.name) for a in node.names if a.name.split(".")[0] == "lth_keras")
+    found.discard(module)
+    return found
 
 
-@pytest.mark.parametrize("module", sorted(FORBIDDEN))
-def test_no_upward_imports(module):
-    assert not imports(module) & FORBIDDEN[module]
+def framework_imports(module):
+    names = set()
+    for node in ast.walk(_tree(module)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+    return names & set(FRAMEWORKS)
 
 
-@pytest.mark.parametrize("module", LOWEST)
-def test_lowest_modules_import_nothing_above_them(module):
-    assert not imports(module) & {"callbacks", "experiment", "main", "training", "export", "cli", "config",
-                                  "trial_state", "figures"}
+def layer_of(module):
+    parts = module.split(".")
+    return None if len(parts) == 1 else LEVEL[parts[1]]
 
 
-def test_only_the_package_exports_import_the_callback_module():
-    modules = {os.path.relpath(p, os.path.join(REPO, "lth_keras"))[:-3].replace(os.sep, ".")
-               for p in glob.glob(os.path.join(REPO, "lth_keras", "**", "*.py"), recursive=True)}
-    importers = sorted(m for m in modules if "callbacks" in imports(m))
-    assert importers == ["__init__"]  # the package exports IterativeMagnitudePruning
+def package_of(module):
+    return module.split(".")[1] if "." in module else None
 
 
-def test_moved_names_are_still_importable():
-    from lth_keras import callbacks, main
-    from lth_keras.pruning import snapshots
+INNER = sorted(m for m in MODULES if m != "lth_keras")
 
-    for name in ("WeightSnapshot", "prune_model", "reset_optimizer_state", "default_output_layer"):
-        assert getattr(callbacks, name) is getattr(snapshots, name)
-    from lth_keras import cli
 
-    assert main.define_flags is cli.define_flags and main.parse_command_line is cli.parse_command_line
+def test_every_module_has_a_layer():
+    assert [m for m in INNER if package_of(m) not in LEVEL] == []
+
+
+@pytest.mark.parametrize("module", INNER)
+def test_imports_go_to_the_same_package_or_a_lower_layer(module):
+    upward = sorted(
+        m for m in imports(module)
+        if m == "lth_keras" or (package_of(m) != package_of(module) and layer_of(m) > layer_of(module))
+    )
+    assert upward == [], f"{module} imports {upward} above it (layers: {LAYERS})"
+
+
+def _cycle(graph):
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt, path + [nxt])
+                if found:
+                    return found
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycles_lazy_imports_included():
+    graph = {m: imports(m) for m in INNER}
+    assert _cycle(graph) is None
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_is_over_500_lines(module):
+    with open(MODULES[module], encoding="utf-8") as f:
+        assert len(f.read().splitlines()) <= MAX_LINES
+
+
+def _framework_free(module):
+    name = module[len("lth_keras."):]
+    return name in FRAMEWORK_FREE or name.split(".")[0] in FRAMEWORK_FREE_PACKAGES
+
+
+@pytest.mark.parametrize("module", sorted(m for m in INNER if _framework_free(m)))
+def test_pure_layers_import_no_framework(module):
+    assert framework_imports(module) == set()
+
+
+def test_the_package_init_reads_no_command_line():
+    source = ast.dump(_tree("lth_keras"))
+    assert "argv" not in source and "_startup" not in source
+
+
+def _run(code, *args):
+    out = subprocess.run([sys.executable, *args, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                         cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_public_names_import_whatever_the_entry_point():
+    # The figures program once hid the library's names; argv is what it looked at.
+    code = """
+        import sys
+        sys.orig_argv = [sys.executable, "-m", "lth_keras.figures"]
+        import lth_keras
+        from lth_keras import arms, experiment, gradual, pai
+        from lth_keras.callbacks import prune_model
+        from lth_keras.layers import fraction_remaining, masked_weights
+        for name in ("MaskedDense", "MaskedConv2D", "MaskedLayer", "make_prunable", "fold_masks", "add_masks",
+                     "load_model", "remove_masks", "IterativeMagnitudePruning", "GradualMagnitudePruning"):
+            assert getattr(lth_keras, name) is not None, name
+        assert gradual.check_pattern and pai.snip_scores and arms.Arm and arms.register
+        assert experiment.ExperimentConfig and experiment.train_and_evaluate
+        assert set(lth_keras.__all__) <= set(dir(lth_keras))
+        print("ok")
+    """
+    assert _run(code).strip() == "ok"
+
+
+def test_import_lth_keras_alone_loads_no_framework():
+    code = """
+        import sys
+        import lth_keras
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("keras", "tensorflow", "jax", "torch")))
+    """
+    assert _run(code).strip() == "[]"
+
+
+def test_import_after_keras_registers_the_masked_layers():
+    # `import keras, lth_keras` then keras.saving.load_model must find MaskedDense.
+    code = """
+        import keras
+        import lth_keras
+        print(keras.saving.get_registered_object("lth_keras>MaskedDense") is not None)
+    """
+    assert _run(code).strip() == "True"
 
 
 def test_rewind_step_is_a_deprecated_name_of_rewind_iteration():

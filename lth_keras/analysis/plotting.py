@@ -1,11 +1,11 @@
 """The paper's figures, drawn from an experiment directory's CSV files.
 
-Everything here reads only ``<root>/summary.csv`` and, for accuracy curves,
-``<root>/trial_<t>/<arm>/round_<r>/curve.csv`` (see `lth_keras.results`), so
-it works on a live (still running) experiment and on the CSV-only copies kept
-under ``figures/``. It never imports TensorFlow or Keras. Figures are plain
-`matplotlib.figure.Figure` objects (no pyplot, no global state), which render
-headless through the Agg canvas when saved.
+The points come from `lth_keras.analysis.points` (which reads only
+``summary.csv`` and the rounds' ``curve.csv``, so a live experiment and the
+CSV-only copies under ``figures/`` both work), the colours, markers and
+labels from `lth_keras.analysis.styles`. It never imports TensorFlow or
+Keras. Figures are plain `matplotlib.figure.Figure` objects (no pyplot, no
+global state), which render headless through the Agg canvas when saved.
 
 Every plot function returns ``(fig, data)`` where ``data`` is a dict holding
 DataFrames of exactly the plotted points and ``data["missing"]``: a list of
@@ -13,10 +13,9 @@ one-line notes on what a partial experiment lacks (arms without rows, rounds
 finished for the ticket but not for a control, trials with fewer rounds,
 requested P_m with no round). Missing pieces are skipped, never fatal.
 
-Dense point convention: controls (reinit, random_mask, ...) have no round 0;
-their line starts at the ticket's dense round 0 (P_m = 100) of the same trial,
-which is the shared starting point of every arm. Such rows have
-``from_ticket_dense=True`` in the points table.
+The ``arms`` of a figure default to the arms registered as plotted by
+default when the figure is drawn (`styles.default_arms`); ``arms=None``
+draws those and every other arm the experiment has.
 
 Example:
     >>> fig, data = plot_metric_vs_pm("runs/lenet", "early_stop_iteration")  # doctest: +SKIP
@@ -27,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import os
-import zlib
 from typing import Iterable, Sequence
 
 import matplotlib
@@ -36,285 +34,47 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from lth_keras import arms
-from lth_keras.storage import results
-
-# --------------------------------------------------------------------------
-# Styling
-# --------------------------------------------------------------------------
-
-def _registered_styles(field):
-    return {a: getattr(arms.get(a), field) for a in arms.names() if getattr(arms.get(a), field) is not None}
-
-
-# The registered arms' styles (`lth_keras.arms`) when this module was imported;
-# arm_color, arm_linestyle, arm_marker and arm_label read the registry itself.
-ARM_COLORS, ARM_LINESTYLES, ARM_MARKERS, ARM_LABELS = map(_registered_styles, ("color", "linestyle", "marker", "label"))
-# Unstyled arms get one of these, chosen by a stable hash of the arm's name.
-FALLBACK_ARM_COLORS = ("#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-FALLBACK_ARM_LINESTYLE = (0, (5, 1, 1, 1, 1, 1))
-FALLBACK_ARM_MARKER = "v"
-
-# One colour per network in multi-experiment plots (Conv-2/4/6 style).
-NETWORK_COLORS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+from lth_keras.analysis import styles
+# The names figures, tests and users read from this module.
+from lth_keras.analysis.points import (  # noqa: F401
+    CURVE_POINT_COLUMNS,
+    DEFAULT,
+    POINT_COLUMNS,
+    check_metric,
+    curve_path,
+    experiment_label,
+    find_missing,
+    load_curve,
+    load_summary,
+    metric_points,
+)
+from lth_keras.storage import layout
+from lth_keras.analysis.styles import (  # noqa: F401
+    FALLBACK_ARM_COLORS,
+    FALLBACK_ARM_LINESTYLE,
+    FALLBACK_ARM_MARKER,
+    METRIC_LABELS,
+    NETWORK_COLORS,
+    PAPER_METRICS,
+    PM_LABEL,
+    arm_color,
+    arm_label,
+    arm_linestyle,
+    arm_marker,
+    default_arms,
 )
 
-# The arms the runner trains by default and its built-in controls.
-DEFAULT_ARMS = tuple(a for a in arms.names() if not arms.get(a).external and arms.get(a).plotted_by_default)
+# P_m of the accuracy-curve figure's ticket curves and reinit curves.
 DEFAULT_PMS = (100, 51.3, 21.1, 7.0, 3.6, 1.9)
 DEFAULT_REINIT_PMS = (51.3, 21.1)
 
-PM_LABEL = "Percent of weights remaining (P_m)"
-METRIC_LABELS = {
-    "early_stop_iteration": "Early-stop iteration",
-    "early_stop_test_accuracy": "Test accuracy at early stop",
-    "early_stop_train_accuracy": "Train accuracy at early stop",
-    "early_stop_val_accuracy": "Validation accuracy at early stop",
-    "final_test_accuracy": "Test accuracy at end of training",
-}
-# The four metrics of the paper, in the 2x2 panel's order.
-PAPER_METRICS = (
-    "early_stop_iteration",
-    "early_stop_test_accuracy",
-    "early_stop_train_accuracy",
-    "final_test_accuracy",
-)
 
-POINT_COLUMNS = ("label", "arm", "round", "pm", "mean", "min", "max", "n", "from_ticket_dense")
-CURVE_POINT_COLUMNS = (
-    "arm", "round", "requested_pm", "pm", "iteration", "mean", "min", "max", "n",
-)
-
-
-def _style(arm, field, fallback):
-    value = getattr(arms.get(arm), field) if arm in arms.names() else None
-    return fallback if value is None else value
-
-
-def arm_color(arm: str) -> str:
-    """The arm's registered colour, or a stable fallback colour.
-
-    Example:
-        >>> arm_color("ticket")
-        '#1f77b4'
-        >>> arm_color("my_arm") == arm_color("my_arm") in FALLBACK_ARM_COLORS
-        True
-    """
-    return _style(arm, "color", FALLBACK_ARM_COLORS[zlib.crc32(arm.encode()) % len(FALLBACK_ARM_COLORS)])
-
-
-def arm_linestyle(arm: str):
-    return _style(arm, "linestyle", FALLBACK_ARM_LINESTYLE)
-
-
-def arm_marker(arm: str) -> str:
-    return _style(arm, "marker", FALLBACK_ARM_MARKER)
-
-
-def arm_label(arm: str) -> str:
-    return _style(arm, "label", arm)
-
-
-def _format_pm(value: float, _pos=None) -> str:
-    return f"{round(float(value), 1):g}"
-
-
-# --------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------
-
-_NUMERIC = ("trial", "round", "pm") + tuple(METRIC_LABELS) + ("final_iteration", "wall_time_s")
-
-
-def experiment_label(root: str) -> str:
-    """The default label of an experiment: its directory's name."""
-    return os.path.basename(os.path.normpath(os.fspath(root)))
-
-
-def load_summary(root: str) -> pd.DataFrame:
-    """summary.csv of the experiment at ``root`` with numeric columns coerced.
-
-    Raises FileNotFoundError if ``root`` is not a directory. A directory with no
-    summary.csv yet gives the finished rounds' summaries (possibly none).
-    """
-    root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"experiment directory not found: {root}")
-    csv_path = os.path.join(root, "summary.csv")
-    try:
-        st = os.stat(csv_path)
-        key = (os.path.abspath(csv_path), st.st_mtime_ns, st.st_size)
-    except OSError:
-        key = None  # no summary.csv yet: built from the rounds' summary.json, uncached
-    if key is not None and key in _SUMMARY_CACHE:
-        return _SUMMARY_CACHE[key].copy()
-    df = _read_summary(root)
-    if key is not None:
-        if len(_SUMMARY_CACHE) >= 32:
-            _SUMMARY_CACHE.clear()
-        _SUMMARY_CACHE[key] = df
-    return df.copy()
-
-
-# (path, mtime_ns, size) of a summary.csv -> its parsed table. Figures of one
-# experiment read the same file many times; a rewritten file has a new key.
-_SUMMARY_CACHE: dict = {}
-
-
-def _read_summary(root: str) -> pd.DataFrame:
-    df = results.load_summary(root)
-    for col in results.SUMMARY_CSV_COLUMNS:
-        if col not in df.columns:
-            df[col] = pd.Series(dtype=float)
-    for col in _NUMERIC:
-        if col in df.columns:
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-    df["arm"] = df["arm"].astype(str)
-    df = df.dropna(subset=["trial", "round"])
-    df["trial"] = df["trial"].astype(int)
-    df["round"] = df["round"].astype(int)
-    return df.reset_index(drop=True)
-
-
-def curve_path(root: str, trial: int, arm: str, round_: int) -> str:
-    return os.path.join(os.fspath(root), f"trial_{int(trial)}", arm, f"round_{int(round_)}", "curve.csv")
-
-
-def load_curve(root: str, trial: int, arm: str, round_: int) -> pd.DataFrame | None:
-    """The round's curve.csv as a DataFrame, or None if it does not exist."""
-    path = curve_path(root, trial, arm, round_)
-    if not os.path.exists(path):
-        return None
-    results.read_curve_file(path)  # a damaged file: one-line CorruptResultError naming it
-    df = pd.read_csv(path)
-    for col in df.columns:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
-
-
-def _fmt_rounds(rounds: Iterable[int]) -> str:
-    rounds = sorted(rounds)
-    return ("round " if len(rounds) == 1 else "rounds ") + ", ".join(str(r) for r in rounds)
-
-
-def find_missing(summary: pd.DataFrame, arms: Sequence[str], label: str | None = None) -> list[str]:
-    """Notes on what a partial experiment lacks, one line each.
-
-    Reports: a requested arm with no rows at all; a trial without the ticket's
-    dense round 0; rounds of an arm finished in some trials but not in this
-    one; rounds finished for a trial's ticket (beyond round 0) but not for a
-    control arm of that trial.
-
-    Example:
-        >>> df = pd.DataFrame(dict(trial=[0, 0, 0, 1, 1], round=[0, 1, 1, 0, 1],
-        ...                        arm=["ticket", "ticket", "reinit", "ticket", "ticket"]))
-        >>> find_missing(df, ["ticket", "reinit", "random_mask"])
-        ["arm 'random_mask': no finished rounds", 'trial 1 reinit: round 1 missing (finished for ticket, finished in other trials)']
-    """
-    prefix = f"{label}: " if label else ""
-    notes = []
-    if summary.empty:
-        return [f"{prefix}no finished rounds"]
-    present_arms = set(summary["arm"])
-    for arm in arms:
-        if arm not in present_arms:
-            notes.append(f"{prefix}arm {arm!r}: no finished rounds")
-    trials = sorted(set(summary["trial"]))
-    rounds = {
-        (t, a): set(g["round"]) for (t, a), g in summary.groupby(["trial", "arm"])
-    }
-    check_arms = [a for a in arms if a in present_arms]
-    if "ticket" in present_arms:
-        for t in trials:
-            if 0 not in rounds.get((t, "ticket"), set()):
-                notes.append(f"{prefix}trial {t} ticket: dense round 0 missing")
-    for a in check_arms:
-        union = set().union(*(rounds.get((t, a), set()) for t in trials))
-        for t in trials:
-            have = rounds.get((t, a), set())
-            other_trials = union - have
-            for_ticket = set()
-            if a != "ticket":
-                for_ticket = (rounds.get((t, "ticket"), set()) - {0}) - have
-            if a == "ticket":
-                other_trials -= {0}  # reported above as the dense round
-            gone = other_trials | for_ticket
-            if not gone:
-                continue
-            why = []
-            if for_ticket:
-                why.append("finished for ticket")
-            if other_trials:
-                why.append("finished in other trials")
-            notes.append(f"{prefix}trial {t} {a}: {_fmt_rounds(gone)} missing ({', '.join(why)})")
-    return notes
-
-
-def _resolve_arms(summary: pd.DataFrame, arms) -> list[str]:
-    if arms is None:
-        extra = sorted(set(summary["arm"]) - set(DEFAULT_ARMS), key=results.round_sort_key)
-        return list(DEFAULT_ARMS) + extra
-    if isinstance(arms, str):
-        return [arms]
-    return list(arms)
-
-
-def metric_points(
-    root: str,
-    metric: str,
-    arms: Sequence[str] | None = DEFAULT_ARMS,
-    label: str | None = None,
-) -> tuple[pd.DataFrame, list[str]]:
-    """Per (arm, round): mean P_m and mean/min/max/n of ``metric`` over trials.
-
-    Controls without their own round 0 get the ticket's dense round 0 rows
-    (``from_ticket_dense=True``). Rows with a NaN metric are ignored; points
-    with no finite value are dropped. Returns ``(points, missing)``.
-    """
-    _check_metric(metric)
-    label = experiment_label(root) if label is None else label
-    summary = load_summary(root)
-    arms = _resolve_arms(summary, arms)
-    missing = find_missing(summary, arms, label)
-    dense = summary[(summary["arm"] == "ticket") & (summary["round"] == 0)]
-    frames = []
-    for arm in arms:
-        rows = summary[summary["arm"] == arm].copy()
-        if rows.empty:
-            continue
-        rows["from_ticket_dense"] = False
-        if arm != "ticket" and not (rows["round"] == 0).any() and not dense.empty:
-            extra = dense.copy()
-            extra["arm"] = arm
-            extra["from_ticket_dense"] = True
-            rows = pd.concat([extra, rows], ignore_index=True)
-        frames.append(rows)
-    if not frames:
-        return pd.DataFrame(columns=list(POINT_COLUMNS)), missing
-    rows = pd.concat(frames, ignore_index=True)
-    rows = rows[np.isfinite(rows[metric].astype(float))]
-    grouped = rows.groupby(["arm", "round"], sort=False)
-    points = grouped.agg(
-        pm=("pm", "mean"),
-        mean=(metric, "mean"),
-        min=(metric, "min"),
-        max=(metric, "max"),
-        n=(metric, "size"),
-        from_ticket_dense=("from_ticket_dense", "all"),
-    ).reset_index()
-    points.insert(0, "label", label)
-    order = {a: i for i, a in enumerate(arms)}
-    points["_o"] = points["arm"].map(order)
-    points = points.sort_values(["_o", "round"]).drop(columns="_o").reset_index(drop=True)
-    points["n"] = points["n"].astype(int)
-    return points[list(POINT_COLUMNS)], missing
-
-
-def _check_metric(metric: str) -> None:
-    if metric not in METRIC_LABELS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(METRIC_LABELS)}")
+def __getattr__(name):
+    # DEFAULT_ARMS, ARM_COLORS, ...: computed from the arms registry on each
+    # access (see `styles`), never frozen at import.
+    if name in styles.LIVE_NAMES:
+        return getattr(styles, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------
@@ -353,7 +113,7 @@ def _pm_axis(ax, pms: Iterable[float], max_ticks: int = 10) -> None:
     ticks = pm_ticks(pms, max_ticks)
     if ticks:
         ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(_format_pm))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(styles.format_pm))
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     if not ax.xaxis_inverted():
         ax.invert_xaxis()
@@ -379,7 +139,7 @@ def _errorbar(ax, pts: pd.DataFrame, *, color, linestyle, marker, label):
 def plot_metric_vs_pm(
     roots_or_root,
     metric: str,
-    arms: Sequence[str] | None = DEFAULT_ARMS,
+    arms: Sequence[str] | None = DEFAULT,
     ax=None,
     labels: Sequence[str] | None = None,
     title: str | None = None,
@@ -397,7 +157,7 @@ def plot_metric_vs_pm(
     each (label, arm) in ``points`` is one ErrorbarContainer in ``ax.containers``
     in the same order.
     """
-    _check_metric(metric)
+    check_metric(metric)
     multi = not isinstance(roots_or_root, (str, os.PathLike))
     roots = list(roots_or_root) if multi else [roots_or_root]
     if not roots:
@@ -437,7 +197,7 @@ def plot_metric_vs_pm(
 
 def early_stop_and_accuracy_figure(
     roots_or_root,
-    arms: Sequence[str] | None = DEFAULT_ARMS,
+    arms: Sequence[str] | None = DEFAULT,
     labels: Sequence[str] | None = None,
     metrics: Sequence[str] = PAPER_METRICS,
     title: str | None = None,
@@ -530,7 +290,7 @@ def plot_accuracy_curves(
         found = _nearest_round(rows, want, pm_tolerance)
         if found is None:
             why = "no rows" if rows.empty else f"no round within {pm_tolerance:.0%}"
-            missing.append(f"{label}: {arm} at P_m {_format_pm(want)}%: {why}")
+            missing.append(f"{label}: {arm} at P_m {styles.format_pm(want)}%: {why}")
             continue
         round_, pm = found
         if (arm, round_) in done:
@@ -540,7 +300,7 @@ def plot_accuracy_curves(
         for t in sorted(set(rows.loc[rows["round"] == round_, "trial"])):
             curve = load_curve(root, t, arm, round_)
             if curve is None or metric not in curve.columns:
-                missing.append(f"{label}: trial {t} {arm} round {round_}: curve.csv missing")
+                missing.append(f"{label}: trial {t} {arm} round {round_}: {layout.CURVE_FILE} missing")
                 continue
             curves.append(curve[["iteration", metric]].dropna())
         if not curves:
@@ -556,7 +316,7 @@ def plot_accuracy_curves(
         frames.append(stats)
         color = colors[want]
         is_ticket = arm == "ticket"
-        name = f"{_format_pm(pm)}%" + ("" if is_ticket else f" ({arm_label(arm)})")
+        name = f"{styles.format_pm(pm)}%" + ("" if is_ticket else f" ({arm_label(arm)})")
         x = stats["iteration"].to_numpy(float)
         ax.plot(x, stats["mean"].to_numpy(float), color=color,
                 linestyle="-" if is_ticket else "--", linewidth=1.5, label=name)
@@ -582,9 +342,6 @@ def plot_accuracy_curves(
 # --------------------------------------------------------------------------
 
 
-INSTABILITY_CSV = "instability.csv"
-
-
 def plot_instability(path: str, *, accuracy: bool = True, title: str | None = None):
     """The instability figure of Frankle et al. 2020 from an experiment's
     ``instability.csv`` (written by ``python -m lth_keras.instability``):
@@ -604,7 +361,7 @@ def plot_instability(path: str, *, accuracy: bool = True, title: str | None = No
     Example:
         >>> fig, data = plot_instability("runs/lenet")   # doctest: +SKIP
     """
-    csv_path = os.path.join(path, INSTABILITY_CSV) if os.path.isdir(path) else path
+    csv_path = layout.ExperimentLayout(path).instability_csv_path if os.path.isdir(path) else path
     missing = []
     try:
         df = pd.read_csv(csv_path)

@@ -1,4 +1,9 @@
-"""The arms of an experiment: a registry of small declarations (`Arm`, `register`)."""
+"""The arms of an experiment: a registry of small declarations (`Arm`, `register`).
+
+`lth_keras.arms.registry` holds the registry; `lth_keras.arms.builtin`
+declares the built-in arms, registered here on import (without Keras);
+`lth_keras.arms.gradual` trains the ``gradual`` arm.
+"""
 
 from lth_keras.arms.registry import (
     Arm,
@@ -10,6 +15,7 @@ from lth_keras.arms.registry import (
     register,
     ticket_same_round,
 )
+from lth_keras.arms import builtin  # noqa: F401 - registers the built-in arms
 
 __all__ = [
     "Arm",

@@ -1,24 +1,14 @@
-"""The arms of an IMP experiment, as a registry of small declarations.
+"""The registry of arms: small declarations the runner loops over.
 
 An arm is a way to get a round's mask and starting weights from what the
 trial has saved so far. Each `Arm` declares its name, that rule (`start`),
-the rounds of other arms it reads (`depends`), and how figures draw it. The
-runner (`lth_keras.experiment`) loops over arms and rounds and asks each arm
-for its start; nothing in it is specific to one arm. Results and plots take
-their list and order of arms from here or from the data.
-
-Built-in arms:
-    ticket: iterative magnitude pruning with reset to θ0, or to the weights
-        at the rewind iteration (late resetting). With ``one_shot`` each
-        round's mask is pruned directly from the dense-trained weights.
-    reinit: the ticket's mask with a fresh random initialisation.
-    random_mask: a random mask with the ticket's per-layer counts, trained
-        from the ticket's reset point.
-    tfmot_gradual: TFMOT's gradual magnitude pruning to the ticket's P_m
-        (external: trained by ``python -m lth_keras.baselines.tfmot``).
-    gradual: the same in-process, in Keras 3 (`lth_keras.gradual`): from
-        θ0, dense masks pruned during training to the ticket's per-layer P_m
-        at that round, on TFMOT's default schedule (see `lth_keras.gradual`).
+the rounds of other arms it reads (`depends`), which files its rounds keep,
+and how figures draw it. The runner (`lth_keras.experiment.runner`) loops
+over arms and rounds and asks each arm for its start; nothing in it is
+specific to one arm. Resuming (`lth_keras.experiment.resume`) takes what a
+round depends on and which files it must keep from here, and results and
+plots their list and order of arms. The built-in arms are declared in
+`lth_keras.arms.builtin`, registered whenever `lth_keras.arms` is imported.
 
 A user arm is registered from Python, without editing the package, and then
 named in ``--controls`` (or `ExperimentConfig.controls`) like a built-in one.
@@ -41,12 +31,14 @@ config = experiment.ExperimentConfig(model="lenet", controls=("shuffled_signs",)
 experiment.train_and_evaluate(config, "runs")
 ```
 
-The `trial` an arm's `start` receives (`lth_keras.trial_state.TrialState`)
-offers: ``config``, ``seed``, ``theta0``, ``ones()``, ``mask(arm, round)``,
-``trained(arm, round)``, ``reset_point()``, ``fresh_weights(seed, name=None)``,
+The `trial` an arm's `start` receives
+(`lth_keras.experiment.trial_state.TrialState`) offers: ``config``,
+``seed``, ``data`` (the dataset the runner trains on), ``theta0``,
+``ones()``, ``mask(arm, round)``, ``trained(arm, round)``,
+``reset_point()``, ``fresh_weights(seed, name=None)``,
 ``prune(weights, masks)``, ``masked_values(snapshot)`` and
-``with_masked_values(snapshot, values)``. Masks are ``{name: array}``; weights
-are `lth_keras.snapshots.WeightSnapshot`s.
+``with_masked_values(snapshot, values)``. Masks are ``{name: array}``;
+weights are `lth_keras.pruning.snapshots.WeightSnapshot`s.
 
 This module imports neither TensorFlow nor Keras, so results and plotting
 code can use it cheaply.
@@ -61,19 +53,15 @@ __all__ = ["Arm", "register", "get", "names", "controls", "order_key", "dependen
 
 
 def ticket_same_round(config, round_: int) -> list[tuple[str, int]]:
-    """The dependency of most controls: the ticket's round `round_` (its mask
-    and reset point)."""
+    """The dependency of most controls: the ticket's round `round_` (its mask)
+    and, after round 0, its round 0 (the reset point: θ0 or the weights at
+    the rewind iteration).
+
+    Example:
+        >>> ticket_same_round(None, 2)
+        [('ticket', 2), ('ticket', 0)]
+    """
     return [("ticket", round_)] + ([("ticket", 0)] if round_ else [])
-
-
-def _ticket_depends(config, round_):
-    if round_ == 0:
-        return []
-    return [("ticket", 0 if config.one_shot else round_ - 1)] + ([("ticket", 0)] if round_ > 1 else [])
-
-
-def _no_start(trial, round_):  # pragma: no cover - external arms are never started here
-    raise RuntimeError("an external arm is trained by its own binary")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +77,13 @@ class Arm:
             arm, which another binary trains.
         depends: ``depends(config, round_) -> [(arm, round), ...]``: the
             finished rounds `start` reads. The runner checks them before
-            starting a round.
+            starting a round, and a resume redoes a round when one of them
+            is damaged.
         first_round: the arm's first round (controls start at round 1,
             compared with the ticket's sparse rounds).
         keeps_trained_weights: its rounds also save trained_weights.npz
-            (what later ticket rounds prune from, and what export loads).
+            (what later ticket rounds prune from, and what export loads); a
+            resume redoes a round that lost it.
         keeps_rewind_point: its round 0 saves the weights at the rewind
             iteration (rewind_weights.npz), every arm's reset point.
         label, color, linestyle, marker: how figures draw it; None gives a
@@ -104,6 +94,11 @@ class Arm:
             ``train(trial, trainer, round_, **train_round_kwargs) -> curve``
             for an arm that changes its masks while it trains (its saved
             mask and P_m are then the final ones).
+
+    Example:
+        >>> arm = Arm("my_control", lambda trial, round_: (trial.ones(), trial.theta0))
+        >>> arm.depends(None, 1), arm.first_round, arm.external
+        ([('ticket', 1), ('ticket', 0)], 1, False)
     """
 
     name: str
@@ -133,6 +128,12 @@ def register(arm: Arm, *, replace: bool = False) -> Arm:
     Raises:
         ValueError: the name is taken (unless `replace`) or is not a plain
             directory name.
+
+    Example:
+        >>> register(Arm("reinit", None))
+        Traceback (most recent call last):
+        ...
+        ValueError: arm 'reinit' is already registered; pass replace=True to redefine it.
     """
     name = arm.name
     if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
@@ -148,6 +149,10 @@ def get(name: str) -> Arm:
 
     Raises:
         KeyError: naming the registered arms.
+
+    Example:
+        >>> get("ticket").keeps_trained_weights
+        True
     """
     try:
         return _REGISTRY[name]
@@ -156,20 +161,31 @@ def get(name: str) -> Arm:
 
 
 def names() -> tuple[str, ...]:
-    """Every registered arm, in registration order (built-ins first)."""
+    """Every registered arm, in registration order (built-ins first).
+
+    Example:
+        >>> names()[:3]
+        ('ticket', 'reinit', 'random_mask')
+    """
     return tuple(_REGISTRY)
 
 
 def controls() -> tuple[str, ...]:
     """The arms ``--controls`` accepts: registered, trained by the runner,
-    not the ticket."""
+    not the ticket.
+
+    Example:
+        >>> "tfmot_gradual" in controls(), "reinit" in controls()
+        (False, True)
+    """
     return tuple(n for n, a in _REGISTRY.items() if n != "ticket" and not a.external)
 
 
 def dependencies(config) -> dict:
     """``{arm: round -> [(arm, round) it reads]}`` for the ticket and
     ``config.controls``: what must be redone when a saved round is damaged
-    (`lth_keras.resume.rounds_to_redo`).
+    (`lth_keras.experiment.resume.rounds_to_redo`). The one table of what a
+    round depends on: each arm's own `Arm.depends`.
 
     Example:
         >>> import types
@@ -191,85 +207,3 @@ def order_key(arm: str) -> tuple[int, str]:
     """
     trained = [n for n, a in _REGISTRY.items() if not a.external]
     return (trained.index(arm), "") if arm in trained else (len(trained), arm)
-
-
-# --------------------------------------------------------------------------
-# Built-in arms
-
-
-def _ticket(trial, round_):
-    if round_ == 0:
-        return trial.ones(), trial.theta0
-    if trial.config.one_shot:
-        dense = trial.masked_values(trial.trained("ticket", 0))
-        mask = trial.ones()
-        for _ in range(round_):
-            mask = trial.prune(dense, mask)
-    else:
-        previous = trial.masked_values(trial.trained("ticket", round_ - 1))
-        mask = trial.prune(previous, trial.mask("ticket", round_ - 1))
-    return mask, trial.reset_point()
-
-
-def _reinit(trial, round_):
-    return trial.mask("ticket", round_), trial.fresh_weights(trial.seed + 100_003 * (round_ + 1),
-                                                             name=f"reinit_round_{round_}")
-
-
-def _random_mask(trial, round_):
-    from lth_keras import pruning
-
-    mask = pruning.random_masks(trial.mask("ticket", round_), seed=trial.seed + 200_003 * (round_ + 1))
-    return mask, trial.reset_point()
-
-
-register(Arm("ticket", _ticket, _ticket_depends, first_round=0, keeps_trained_weights=True, keeps_rewind_point=True,
-             label="Winning ticket", color="#1f77b4", linestyle="-", marker="o"))
-register(Arm("reinit", _reinit, lambda config, round_: [("ticket", round_)],
-             label="Random reinit", color="#d62728", linestyle="--", marker="s"))
-register(Arm("random_mask", _random_mask,
-             label="Random mask", color="#2ca02c", linestyle=":", marker="^"))
-register(Arm("tfmot_gradual", None, keeps_trained_weights=True,
-             label="TFMOT gradual", color="#9467bd", linestyle="-.", marker="D"))
-
-
-# Pruning at initialization (`lth_keras.pai`): each method's mask at θ0 with
-# the ticket's counts, and the same mask shuffled within each layer.
-
-
-def _pai_start(method, shuffled):
-    def start(trial, round_):
-        from lth_keras.pruning import pai
-
-        return pai.start(trial, round_, method, shuffled=shuffled)
-
-    return start
-
-
-for _method, _label, _color, _marker in (
-    ("snip", "SNIP", "#ff7f0e", "v"),
-    ("grasp", "GraSP", "#8c564b", "<"),
-    ("synflow", "SynFlow", "#e377c2", ">"),
-    ("magnitude_init", "Magnitude at init", "#17becf", "P"),
-):
-    register(Arm(_method, _pai_start(_method, False), label=_label, color=_color, linestyle="-", marker=_marker,
-                 plotted_by_default=False))
-    register(Arm(f"{_method}_shuffled", _pai_start(_method, True), label=f"{_label} (shuffled)", color=_color,
-                 linestyle=(0, (1, 1)), marker=_marker, plotted_by_default=False))
-del _method, _label, _color, _marker
-
-
-def _gradual_start(trial, round_):
-    if trial.config.rewind_iteration:
-        raise ValueError("the gradual arm trains from θ0: it needs rewind_iteration=0.")
-    return trial.ones(), trial.theta0
-
-
-def _gradual_train(trial, trainer, round_, **train_round_kwargs):
-    from lth_keras.pruning import gradual
-
-    return gradual.train_gradual_arm(trial, trainer, round_, **train_round_kwargs)
-
-
-register(Arm("gradual", _gradual_start, keeps_trained_weights=True, train=_gradual_train,
-             label="Gradual (Keras 3)", color="#bcbd22", linestyle=(0, (5, 1, 1, 1)), marker="X", plotted_by_default=False))

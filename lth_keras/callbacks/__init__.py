@@ -1,8 +1,18 @@
-"""The Keras callbacks: `IterativeMagnitudePruning` and `GradualMagnitudePruning`."""
+"""The Keras callbacks that prune inside `model.fit`.
 
-from lth_keras.callbacks.imp import (
-    GradualMagnitudePruning,
-    IterativeMagnitudePruning,
+- `imp`: `IterativeMagnitudePruning`, the lottery-ticket procedure (prune,
+  reset, retrain, round after round).
+- `gradual`: `GradualMagnitudePruning`, sparsity rising on a schedule
+  (Zhu & Gupta 2017), with no reset.
+
+The Keras plumbing they share with the experiment runner (`WeightSnapshot`,
+`prune_model`, `reset_optimizer_state`, `default_output_layer`) is
+`lth_keras.pruning.snapshots`'s, re-exported here.
+"""
+
+from lth_keras.callbacks.gradual import GradualMagnitudePruning
+from lth_keras.callbacks.imp import IterativeMagnitudePruning
+from lth_keras.pruning.snapshots import (
     WeightSnapshot,
     default_output_layer,
     prune_model,

@@ -1,8 +1,9 @@
 """The lottery-ticket callback: IMP with reset inside `model.fit`.
 
 The Keras plumbing it shares with the experiment runner (weight snapshots,
-optimizer reset, pruning a model's masks) lives in `lth_keras.snapshots`;
-its names are re-exported here.
+optimizer reset, pruning a model's masks) lives in
+`lth_keras.pruning.snapshots`; `lth_keras.callbacks` re-exports its names.
+`GradualMagnitudePruning` is in `lth_keras.callbacks.gradual`.
 
 Example: three rounds of IMP on LeNet-300-100 with `model.fit`.
 
@@ -33,31 +34,16 @@ import warnings
 import keras
 import numpy as np
 
-from lth_keras.pruning import gradual
-from lth_keras.layers import keras_adapter
 from lth_keras import layers
 from lth_keras import pruning
+from lth_keras.callbacks import _fit
+from lth_keras.layers import keras_adapter
+from lth_keras.pruning import patterns
 from lth_keras.pruning import snapshots
 from lth_keras.pruning import sparsity
-from lth_keras.pruning.snapshots import (  # noqa: F401 - re-exported, documented here before
-    WeightSnapshot,
-    default_output_layer,
-    prune_model,
-    reset_optimizer_state,
-)
+from lth_keras.pruning.snapshots import WeightSnapshot, default_output_layer, prune_model, reset_optimizer_state
 
-__all__ = [
-    "IterativeMagnitudePruning",
-    "GradualMagnitudePruning",
-    "WeightSnapshot",
-    "prune_model",
-    "reset_optimizer_state",
-    "default_output_layer",
-]
-
-
-# --------------------------------------------------------------------------
-# The callback.
+__all__ = ["IterativeMagnitudePruning"]
 
 
 class IterativeMagnitudePruning(keras.callbacks.Callback):
@@ -345,7 +331,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._round_closed = False
         self._rounds_total = self._total_rounds()
         self._check_steps_per_execution()
-        if all(layer.built for layer in self.model._flatten_layers()):
+        if _fit.is_built(self.model):
             self._begin()
             return
         # TensorFlow builds a model without keras.Input inside the first
@@ -353,14 +339,11 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         # before any step.
         original = getattr(self.model, "train_function", None)
         if original is None or keras.backend.backend() != "tensorflow":
-            raise ValueError(
-                "IterativeMagnitudePruning needs a built model: call it on a batch (or "
-                "start it with keras.Input) before fit."
-            )
+            raise ValueError(_fit.NOT_BUILT.format(callback="IterativeMagnitudePruning"))
 
         def build_then_train(iterator):
             self.model.train_function = original
-            _build_from_element_spec(self.model, iterator)
+            _fit.build_from_element_spec(self.model, iterator, "IterativeMagnitudePruning")
             self._begin()
             # Masks attached in place make `fit` trace a new step.
             return self.model.train_function(iterator)
@@ -371,8 +354,8 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         snapshots.masked_weights_of(self.model, "IterativeMagnitudePruning")
         self._check_rates()
         if self.pattern is not None:
-            gradual.check_rounds_fit_pattern(self.model, self.rates, self._rounds_total, self.pattern, scope=self.scope,
-                                             include=self.include, exclude=self.exclude, output=self._output)
+            patterns.check_rounds_fit_pattern(self.model, self.rates, self._rounds_total, self.pattern, scope=self.scope,
+                                              include=self.include, exclude=self.exclude, output=self._output)
         # Pre-pruned masks: pruned weights must be exactly zero from the start.
         layers.apply_masks_to_weights(self.model)
         self._round_base = self._iterations()
@@ -421,7 +404,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._round_closed = True
         if len(self.rounds) >= self._rounds_total:
             if self.verbose:
-                _say(f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% (final round)")
+                _fit.say(f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% (final round)")
             # With num_rounds and a longer (or endless) fit, the last round ends here.
             self.model.stop_training = True
             return
@@ -445,7 +428,7 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         self._round_base = self._iterations()
         if self.verbose:
             next_pm = 100.0 * layers.fraction_remaining(self.model)
-            _say(
+            _fit.say(
                 f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% -> pruned to "
                 f"{next_pm:.1f}%, reset to "
                 + ("θ0" if self.rewind_iteration == 0 else f"iteration {self.rewind_iteration}")
@@ -466,163 +449,11 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
 
     def to_csv(self, path: str) -> None:
         """Writes `rows()` as CSV (atomically)."""
-        _write_rows_csv(path, self.rows())
+        _fit.write_rows_csv(path, self.rows())
 
     def to_json(self, path: str) -> None:
         """Writes `rounds` as JSON (atomically)."""
-        from lth_keras.storage import results
-
-        results.atomic_write_json(path, self.rounds)
-
-
-
-class GradualMagnitudePruning(keras.callbacks.Callback):
-    """Gradual magnitude pruning (Zhu & Gupta 2017) inside `model.fit`:
-    TFMOT's ``prune_low_magnitude`` + ``PolynomialDecay`` for Keras 3.
-
-    Sparsity rises from `initial_sparsity` at `begin_step` to
-    `final_sparsity` at `end_step` as ``final + (initial - final) * (1 -
-    p) ** power``; masks are updated after every `frequency`-th optimizer
-    step in that range, each layer keeping its ``total - round(s * total)``
-    largest surviving weights. Pruned weights, and their optimizer slots,
-    are set to exactly zero, so they stay zero (nothing regrows).
-
-    Steps are the optimizer's iteration count, so the schedule is exact with
-    any `steps_per_execution` (an update that falls inside an execution is
-    applied, with that update step's target, when the execution ends) and
-    continues where it was after the model is saved and reloaded: masks are
-    variables saved in ``.keras`` files (load a model masked in place with
-    `lth_keras.load_model`), and the step is the reloaded optimizer's. Works
-    on any built model, plain ones masked in place when training starts
-    (`lth_keras.add_masks`), on TensorFlow, JAX and PyTorch.
-
-    Args:
-        final_sparsity: a float, a dict by kind (``"dense"``, ``"conv"``,
-            ``"embedding"``, ...) or by layer name (layers not given are not
-            pruned), or with ``scope="global"`` a float for all chosen
-            layers together. With a `pattern`, defaults to ``1 - N/M``.
-        initial_sparsity, begin_step, end_step, power, frequency: TFMOT's
-            ``PolynomialDecay`` arguments (``end_step=-1``: never stop).
-        scope: ``"layerwise"`` or ``"global"``.
-        include, exclude: masked-layer names or fnmatch patterns to prune or
-            leave alone, as in `IterativeMagnitudePruning`.
-        output_layer: a layer that ends at half of a float `final_sparsity`
-            (None: all alike, as TFMOT).
-        pattern: ``"N:M"`` structured sparsity, e.g. ``"2:4"``: in every
-            group of M consecutive weights along a kernel's input dimension
-            at most N survive once the sparsity reaches ``1 - N/M`` (the cap;
-            more is refused). See `lth_keras.gradual` for the axes.
-        verbose: print a line per mask update.
-
-    Attributes:
-        updates: one dict per mask update: step (when the callback applied
-            it), update_step (the schedule's step), target_sparsity,
-            sparsity, remaining, total, sparsity_per_layer, target_per_layer.
-
-    Example:
-
-    ```python
-    model = lth_keras.make_prunable(keras.applications.MobileNetV2(
-        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10))
-    model.compile("adam", "sparse_categorical_crossentropy")
-    gmp = lth_keras.GradualMagnitudePruning(0.8, begin_step=0, end_step=1000, frequency=100)
-    model.fit(x, y, epochs=5, callbacks=[gmp])
-    gmp.updates[-1]["sparsity"]     # 0.8 (within a weight per layer)
-    gmp.to_csv("sparsity.csv")
-    ```
-    """
-
-    def __init__(self, final_sparsity=None, *, initial_sparsity=0.0, begin_step=0, end_step=None, power=3,
-                 frequency=100, scope="layerwise", include=None, exclude=None, output_layer=None, pattern=None,
-                 verbose=0):
-        super().__init__()
-        self.pruner = gradual.GradualPruner(
-            final_sparsity, initial_sparsity=initial_sparsity, begin_step=begin_step, end_step=end_step,
-            power=power, frequency=frequency, scope=scope, include=include, exclude=exclude,
-            output_layer=output_layer, pattern=pattern)
-        self.verbose = verbose
-        self.updates: list[dict] = []
-        self._last = None
-
-    def _step(self):
-        gradual.sync_state(self.model)
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
-    def _apply(self, update_step, seen_at):
-        record = self.pruner.update(self.model, update_step, self.model.optimizer, seen_at=seen_at)
-        self._last = update_step
-        self.updates.append(record)
-        if self.verbose:
-            _say(f"GradualMagnitudePruning step {seen_at}: sparsity {100 * record['sparsity']:.2f}% "
-                 f"(target {100 * record['target_sparsity']:.2f}%)")
-
-    def on_train_begin(self, logs=None):
-        if not all(layer.built for layer in self.model._flatten_layers()):
-            raise ValueError("GradualMagnitudePruning needs a built model: call it on a batch (or start it "
-                             "with keras.Input) before fit.")
-        snapshots.masked_weights_of(self.model, "GradualMagnitudePruning")
-        self.pruner.bind(self.model)
-        step = self._step()
-        # After a reload mid-schedule the masks are the saved ones; re-applying
-        # the last update is a no-op then, and completes it otherwise.
-        last = self.pruner.last_update_step(step)
-        self._last = None
-        if last is not None:
-            self._apply(last, step)
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
-        last = self.pruner.last_update_step(step)
-        if last is not None and (self._last is None or last > self._last):
-            self._apply(last, step)
-
-    def rows(self) -> list[dict]:
-        """`updates` as flat rows (step, update_step, target_sparsity,
-        sparsity, remaining, total, sparsity/<layer>, target/<layer>),
-        loadable with pandas."""
-        rows = []
-        for record in self.updates:
-            row = {k: record[k] for k in ("step", "update_step", "target_sparsity", "sparsity", "remaining", "total")}
-            row.update({f"sparsity/{n}": v for n, v in record["sparsity_per_layer"].items()})
-            row.update({f"target/{n}": v for n, v in record["target_per_layer"].items()})
-            rows.append(row)
-        return rows
-
-    def to_csv(self, path: str) -> None:
-        """Writes `rows()` as CSV (atomically)."""
-        _write_rows_csv(path, self.rows())
-
-
-def _build_from_element_spec(model, iterator):
-    """Builds `model` symbolically from a data iterator's element spec."""
-    spec = getattr(iterator, "element_spec", None)
-    if spec is None:
-        raise ValueError(
-            "IterativeMagnitudePruning needs a built model: call it on a batch (or start it "
-            "with keras.Input) before fit."
-        )
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(spec)
-    symbolic = keras.tree.map_structure(lambda s: keras.KerasTensor(tuple(s.shape), s.dtype.name), x)
-    model(symbolic, training=False) if _accepts_training(model) else model(symbolic)
-
-
-def _accepts_training(model):
-    import inspect
-
-    try:
-        return "training" in inspect.signature(model.call).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _write_rows_csv(path, rows):
-    # Rows may differ in their per-layer columns: the union, in first-seen order.
-    from lth_keras.storage import results
-
-    fields = []
-    for row in rows:
-        fields.extend(k for k in row if k not in fields)
-    results.atomic_write_csv(path, rows, fieldnames=fields)
+        _fit.write_json(path, self.rounds)
 
 
 def _to_float(value):
@@ -633,11 +464,7 @@ def _to_float(value):
     return value if math.isfinite(value) else float("nan")
 
 
-def _say(message):
-    print(message, flush=True)
-
-
 def _has_schedule(optimizer) -> bool:
     """Whether the optimizer's learning rate depends on its iteration count."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)
-    return isinstance(getattr(inner, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule)
+    return isinstance(keras_adapter.learning_rate_source(inner), keras.optimizers.schedules.LearningRateSchedule)

@@ -84,7 +84,8 @@ class ExperimentConfig:
         (), "Layer-name patterns that --pattern leaves unstructured (pruned as without it), e.g. a first conv "
         "layer whose input channels are not a multiple of M.", defining="if_set")
     # The gradual arm's schedule; the defaults are the TFMOT baseline's
-    # (lth_keras.gradual.ARM_SCHEDULE), so the two compare on one schedule.
+    # (--pruning_begin, --pruning_end, --pruning_frequency of
+    # lth_keras.baselines.tfmot), so the two compare on one schedule.
     gradual_begin: float = _field(0.0, "The gradual arm starts pruning at this fraction of a round's iterations.",
                                   defining="if_set")
     gradual_end: float = _field(2.0 / 3.0, "The gradual arm reaches the ticket's sparsity at this fraction of a "

@@ -3,7 +3,7 @@
 `ExperimentConfig` (`lth_keras.config`) is the typed hyperparameter set; `python -m
 lth_keras.main` generates its flags from it. `train_and_evaluate` runs the
 experiment into ``<output_dir>/<experiment>/trial_<t>/<arm>/round_<r>/``
-(see `lth_keras.results`). A round whose ``summary.json`` exists is read
+(see `lth_keras.storage.layout`). A round whose ``summary.json`` exists is read
 back, never retrained; a round that was interrupted restarts from its last
 checkpoint.
 
@@ -31,9 +31,11 @@ import os
 import time
 
 from lth_keras import arms, pruning
-from lth_keras.storage import results
+from lth_keras.storage import curves, errors, files
+from lth_keras.storage.experiment_dir import ExperimentDir
 from lth_keras.storage import resume
 from lth_keras.training import schedule
+from lth_keras.experiment import resume as trial_resume
 from lth_keras.experiment.config import ConfigError, ExperimentConfig, load_dataset
 
 __all__ = ["ExperimentConfig", "ConfigError", "train_and_evaluate", "load_dataset"]
@@ -53,7 +55,7 @@ def _check_output_dir_writable(path: str) -> None:
         raise ConfigError("output_dir", f"{path!r} is not writable (checked {probe!r}).")
 
 
-def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, log=None) -> results.ExperimentDir:
+def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, log=None) -> ExperimentDir:
     """Runs (or resumes) an experiment and returns its `ExperimentDir`.
 
     Args:
@@ -65,7 +67,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
         ConfigError: a bad flag value, before anything is written.
         lth_keras.datasets.DataUnavailableError: no source has the data,
             before anything is written.
-        lth_keras.results.ConfigMismatchError: the output directory holds an
+        lth_keras.storage.errors.ConfigMismatchError: the output directory holds an
             experiment with other defining flags and `overwrite` is False.
     """
     log = log or (lambda message: print(message, flush=True))
@@ -109,17 +111,18 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
         # same code against a private scratch copy (deleted at exit) and take
         # every file-derived decision and value from the chief (WorkerSync).
         run_config = config if scratch is None else dataclasses.replace(config, output_dir=scratch)
-        exp_dir = results.ExperimentDir(os.path.join(run_config.output_dir, config.experiment))
+        # Rows of summary.csv in the registry's order of arms (storage cannot import arms).
+        exp_dir = ExperimentDir(os.path.join(run_config.output_dir, config.experiment), arm_order=arms.order_key)
         refused = None
         try:
             exp_dir.check_and_save_config(config.defining(), overwrite=config.overwrite)
-        except results.ConfigMismatchError as e:
+        except errors.ConfigMismatchError as e:
             refused = e
         if sync.value(refused is not None):
             if refused is not None:
                 raise refused
             raise RuntimeError("The chief refused the experiment (config mismatch); see its log.")
-        results.atomic_write_json(os.path.join(exp_dir.root, "flags.json"), config.to_dict())
+        exp_dir.write_flags(config.to_dict())
         if sync.is_chief:
             resume.prepare_experiment(exp_dir)
             replicas = strategy.num_replicas_in_sync
@@ -132,8 +135,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | None = None, *, 
                 + (f"; {policy}" if policy else ""))
         with distribute.dtype_policy(policy), distribute.peer_failures_as_errors(strategy, config.worker_timeout):
             for trial in resume.parse_trial_ids(config.trial_ids, config.trials):
-                with resume.trial_session(exp_dir, trial, config, sync=sync, log=log,
-                                          depends_on=arms.dependencies(config)):
+                with trial_resume.trial_session(exp_dir, trial, config, sync=sync, log=log):
                     _Trial(run_config, data, exp_dir, trial, log, strategy=strategy, sync=sync).run()
         path = exp_dir.write_summary_csv()
     if sync.is_chief:
@@ -180,8 +182,7 @@ class _Trial:
         except ValueError as e:
             raise ConfigError("batch_size", str(e)) from None
         self.state = trial_state.TrialState(
-            config, exp_dir, trial, self.model, self.seed, input_shape=data.input_shape,
-            num_classes=data.num_classes, strategy=strategy, chief=self.sync.is_chief,
+            config, exp_dir, trial, self.model, self.seed, data=data, strategy=strategy, chief=self.sync.is_chief,
         )
 
     def run(self):
@@ -250,14 +251,14 @@ class _Trial:
                 f"The checkpoint is past the rewind iteration {rewind} but "
                 f"{path} is missing; delete {checkpoint_dir} to retrain round 0."
             )
-        return {rewind: lambda _: results.atomic_write_npz(path, self.state.snapshot().to_arrays())}
+        return {rewind: lambda _: files.atomic_write_npz(path, self.state.snapshot().to_arrays())}
 
     def _round(self, arm, round_):
         exp_dir, trial = self.exp_dir, self.trial
         mask, reset_weights = self._start(arm, round_)
         pm, pm_per_layer = pruning.percent_remaining(mask)
         checkpoint_dir = exp_dir.checkpoint_path(trial, arm.name, round_)
-        state_path = os.path.join(checkpoint_dir, "state.npz")
+        state_path = exp_dir.checkpoint_state_path(trial, arm.name, round_)
         curve, start_iteration, elapsed = self._resume(f"trial {trial} {arm.name} round {round_}", state_path,
                                                        self._first_iteration(round_))
         stops = self._rewind_stops(arm, round_, start_iteration, checkpoint_dir)
@@ -269,8 +270,7 @@ class _Trial:
             mask = layers.get_masks(self.model)
             pm, pm_per_layer = pruning.percent_remaining(mask)
         if arm.keeps_trained_weights:
-            results.atomic_write_npz(os.path.join(exp_dir.round_dir(trial, arm.name, round_), "trained_weights.npz"),
-                                     self.state.snapshot().to_arrays())
+            exp_dir.write_trained_weights(trial, arm.name, round_, self.state.snapshot().to_arrays())
         summary = exp_dir.write_round(
             trial, arm.name, round_, mask={n: m.astype(bool) for n, m in mask.items()},
             reset_weights=reset_weights.to_arrays(), curve=curve,
@@ -296,7 +296,7 @@ class _Trial:
                 import tensorflow as tf
 
                 with writer.as_default(step=row["iteration"]):
-                    for key in results.CURVE_COLUMNS[1:]:
+                    for key in curves.CURVE_COLUMNS[1:]:
                         tf.summary.scalar(key, row[key])
             # At the first evaluation at or after each multiple of `every`, so none is skipped.
             if every and row["iteration"] // every > last_checkpoint[0] // every and row["iteration"] < total:
@@ -324,4 +324,4 @@ class _Trial:
         import tensorflow as tf
 
         return tf.summary.create_file_writer(
-            os.path.join(self.exp_dir.root, "tensorboard", f"trial_{self.trial}", arm, f"round_{round_}"))
+            self.exp_dir.tensorboard_dir(self.trial, arm, round_))

@@ -2,8 +2,9 @@
 
 `TrialState` is what an arm's ``start(trial, round_)`` receives: θ0, the
 masks and trained weights of finished rounds, the reset point (θ0 or the
-weights at the rewind iteration), fresh initialisations, and the trial's
-pruning rule. It also holds a round's mid-training checkpoint (state.npz).
+weights at the rewind iteration), fresh initialisations, the trial's
+pruning rule, and the dataset the runner trains on. It also holds a round's
+mid-training checkpoint (state.npz).
 
 With several workers only the chief reads files; on the others every read
 returns a placeholder of the right shape (θ0, the model's current masks),
@@ -12,7 +13,7 @@ and the runner then copies the chief's masks and weights to every worker.
 Example:
 
 ```python
-state = TrialState(config, exp_dir, trial=0, model=model, seed=0)
+state = TrialState(config, exp_dir, trial=0, model=model, seed=0, data=data)
 mask, start = lth_keras.arms.get("ticket").start(state, 2)
 ```
 """
@@ -20,16 +21,16 @@ mask, start = lth_keras.arms.get("ticket").start(state, 2)
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
 from lth_keras import layers, models, pruning
 from lth_keras.storage import resume
-from lth_keras.storage import results
+from lth_keras.storage import errors, files
+from lth_keras.pruning import patterns
 from lth_keras.pruning.snapshots import WeightSnapshot, default_output_layer
 
-__all__ = ["TrialState", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrialState", "save_checkpoint", "load_checkpoint", "checkpoint_iteration"]
 
 
 class TrialState:
@@ -37,19 +38,27 @@ class TrialState:
 
     Args:
         config: the resolved `lth_keras.experiment.ExperimentConfig`.
-        exp_dir: the `lth_keras.results.ExperimentDir`.
+        exp_dir: the `lth_keras.storage.experiment_dir.ExperimentDir`.
         trial: the trial index.
         model: the trial's model, freshly built (its weights are θ0).
         seed: the trial's seed.
-        input_shape, num_classes: the data's, for fresh models.
+        data: the `lth_keras.datasets.Dataset` the runner trains on (what
+            arms that score on examples read, e.g. SNIP and GraSP); its
+            input shape and classes size fresh models.
+        input_shape, num_classes: for fresh models, without `data`.
         strategy: builds fresh models in its scope.
         chief: False on non-chief workers: reads return placeholders.
     """
 
-    def __init__(self, config, exp_dir, trial, model, seed, *, input_shape=None, num_classes=10,
+    def __init__(self, config, exp_dir, trial, model, seed, *, data=None, input_shape=None, num_classes=None,
                  strategy=None, chief=True):
         self.config, self.exp_dir, self.trial, self.model, self.seed = config, exp_dir, trial, model, seed
-        self.input_shape, self.num_classes = input_shape or model.input_shape[1:], num_classes
+        self.data = data
+        if data is not None:
+            input_shape = input_shape or data.input_shape
+            num_classes = num_classes or data.num_classes
+        self.input_shape = input_shape or model.input_shape[1:]
+        self.num_classes = num_classes or 10
         self.strategy, self.chief = strategy, chief
         self.theta0 = WeightSnapshot.take(model)
         if chief:
@@ -57,7 +66,7 @@ class TrialState:
             # version of a later process (saved under trial_<t>/init/).
             self.theta0 = resume.saved_snapshot(
                 exp_dir, trial, "theta0", self.theta0,
-                fallback=os.path.join(exp_dir.round_dir(trial, "ticket", 0), "reset_weights.npz"))
+                fallback=exp_dir.reset_weights_path(trial, "ticket", 0))
         self.kinds = {mw.name: mw.kind for mw in layers.masked_weights(model)}
         self.output = default_output_layer(model)
         self.prunable = prunable_layers(config, model)
@@ -76,11 +85,11 @@ class TrialState:
 
     def trained(self, arm: str, round_: int) -> WeightSnapshot:
         """The trained weights of a finished round (of an arm that keeps them)."""
-        return self._snapshot(os.path.join(self.exp_dir.round_dir(self.trial, arm, round_), "trained_weights.npz"))
+        return self._snapshot(self.exp_dir.trained_weights_path(self.trial, arm, round_))
 
     def rewind_path(self) -> str:
         """Where round 0 of the ticket saves the weights at the rewind iteration."""
-        return os.path.join(self.exp_dir.round_dir(self.trial, "ticket", 0), "rewind_weights.npz")
+        return self.exp_dir.rewind_weights_path(self.trial, "ticket", 0)
 
     def reset_point(self) -> WeightSnapshot:
         """θ0, or the weights at the rewind iteration (saved in round 0)."""
@@ -116,22 +125,23 @@ class TrialState:
 
     def prune(self, weights, masks) -> dict[str, np.ndarray]:
         """One round of the experiment's pruning (rates, scope, output layer,
-        exclusions, N:M pattern) applied to `weights` within `masks`."""
+        exclusions, N:M pattern) applied to `weights` within `masks`.
+
+        With ``--pattern``, the same number of weights per layer (or,
+        global, in all) go as without it, chosen among those the pattern
+        lets go: `lth_keras.pruning.patterns.pattern_masks`, as
+        `lth_keras.callbacks.prune_model` does on a model.
+
+        Raises:
+            ValueError: a round past the pattern's cap ``1 - N/M``.
+        """
         c = self.config
         new = pruning.prune(weights, masks, prune_rates(c, self.kinds), kinds=self.kinds, scope=c.pruning,
                             output=self.output, include=self.prunable)
         if not c.pattern:
             return new
-        from lth_keras.pruning import sparsity
-
-        # The same number of weights per layer (or, global, in all), chosen
-        # among those the pattern lets go.
-        chosen = self.pattern_layers
-        counts = {n: int(np.count_nonzero(masks[n])) - int(np.count_nonzero(new[n])) for n in chosen}
-        structured = sparsity.prune_to_counts({n: weights[n] for n in chosen}, {n: masks[n] for n in chosen},
-                                              counts, pattern=c.pattern, axes=self.pattern_axes,
-                                              together=chosen if c.pruning == "global" else None)
-        return {**new, **structured}
+        return patterns.pattern_masks(weights, masks, new, c.pattern, self.pattern_axes, scope=c.pruning,
+                                      include=self.pattern_layers)
 
     @property
     def pattern_layers(self) -> list[str]:
@@ -140,9 +150,7 @@ class TrialState:
 
     @property
     def pattern_axes(self) -> dict[str, int]:
-        from lth_keras.pruning import gradual
-
-        return {mw.name: gradual.pattern_axis(mw) for mw in layers.masked_weights(self.model)}
+        return {mw.name: patterns.pattern_axis(mw) for mw in layers.masked_weights(self.model)}
 
     def masked_values(self, snapshot: WeightSnapshot) -> dict[str, np.ndarray]:
         """A snapshot's masked weights (kernels), by masked-weight name."""
@@ -166,7 +174,7 @@ def save_checkpoint(path: str, trainer, curve: list, iteration: int, elapsed: fl
     """Writes the trainer's state and the curve so far (atomically)."""
     arrays = trainer.state_arrays()
     arrays["meta"] = np.array(json.dumps({"curve": curve, "iteration": iteration, "elapsed": elapsed}))
-    results.atomic_write_npz(path, arrays)
+    files.atomic_write_npz(path, arrays)
 
 
 def load_checkpoint(path: str, trainer) -> tuple[list, int, float]:
@@ -177,6 +185,19 @@ def load_checkpoint(path: str, trainer) -> tuple[list, int, float]:
     meta = json.loads(str(arrays.pop("meta")))
     trainer.load_state_arrays(arrays)
     return meta["curve"], meta["iteration"], meta["elapsed"]
+
+
+def checkpoint_iteration(path: str) -> int:
+    """The iteration `save_checkpoint` saved at, read without the weights.
+
+    Raises:
+        lth_keras.storage.errors.CorruptResultError: an unreadable file.
+    """
+    try:
+        with np.load(path) as f:
+            return int(json.loads(str(f["meta"]))["iteration"])
+    except Exception as e:  # noqa: BLE001 - any failure to parse is a damaged file
+        raise errors.CorruptResultError(path, f"unreadable checkpoint ({type(e).__name__}: {e})") from None
 
 
 def prune_rates(config, kinds):
@@ -192,12 +213,10 @@ def check_pattern(config, model) -> None:
     """Refuses, before anything is written, a ``--pattern`` that the
     experiment's rounds would break: a layer whose input dimension is not
     a multiple of M, or rounds that prune past the cap 1 - N/M (ValueError)."""
-    from lth_keras.pruning import gradual
-
     kinds = {mw.name: mw.kind for mw in layers.masked_weights(model)}
-    gradual.check_rounds_fit_pattern(model, prune_rates(config, kinds), config.rounds, config.pattern,
-                                     scope=config.pruning, include=pattern_layers(config, model),
-                                     output=default_output_layer(model))
+    patterns.check_rounds_fit_pattern(model, prune_rates(config, kinds), config.rounds, config.pattern,
+                                      scope=config.pruning, include=pattern_layers(config, model),
+                                      output=default_output_layer(model))
 
 
 def prunable_layers(config, model) -> list[str]:

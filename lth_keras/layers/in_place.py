@@ -47,7 +47,7 @@ import keras
 from keras import ops
 
 from lth_keras.layers import keras_adapter
-from lth_keras.layers import masked as masked_layers
+from lth_keras.layers.base import MaskedLayer
 
 __all__ = ["MaskStore", "add_masks", "remove_masks", "load_model", "maskable", "is_masked_in_place", "stores",
            "copy_masks"]
@@ -78,7 +78,7 @@ def maskable(layer):
     """``(holder, weight attributes, kind)`` when `layer` can be masked in
     place, else None. The holder owns the weights: the layer itself, or the
     cell of a SimpleRNN, LSTM or GRU."""
-    if isinstance(layer, (masked_layers.MaskedLayer, MaskStore)):
+    if isinstance(layer, (MaskedLayer, MaskStore)):
         return None
     if isinstance(layer, _RECURRENT) and isinstance(getattr(layer, "cell", None), _RECURRENT_CELLS):
         return layer.cell, _RECURRENT_WEIGHTS, "recurrent"
@@ -192,7 +192,7 @@ def _candidates(model):
         if spec is not None:
             found.append((layer, spec))
             return
-        if isinstance(layer, (masked_layers.MaskedLayer, MaskStore)):
+        if isinstance(layer, (MaskedLayer, MaskStore)):
             return
         for child in keras_adapter.sublayers(layer):
             visit(child)
@@ -341,7 +341,7 @@ def warn_unmaskable(model, function):
     masked_ids = {id(owner) for owner, _ in candidates}
     cells = {id(spec[0]) for _, spec in candidates}
     for layer in keras_adapter.all_sublayers(model, include_self=False):
-        if id(layer) in masked_ids or id(layer) in cells or isinstance(layer, (MaskStore, masked_layers.MaskedLayer)):
+        if id(layer) in masked_ids or id(layer) in cells or isinstance(layer, (MaskStore, MaskedLayer)):
             continue
         if any(len(v.shape) >= 2 and v.trainable for v in keras_adapter.own_variables(layer)):
             dense.setdefault(type(layer).__name__, []).append(layer.name)

@@ -35,7 +35,8 @@ import numpy as np
 
 from lth_keras.layers import in_place
 from lth_keras.layers import keras_adapter
-from lth_keras.layers import masked as layers
+from lth_keras.layers import weights
+from lth_keras.layers.base import MaskedLayer
 
 __all__ = ["make_prunable", "fold_masks", "copy_model"]
 
@@ -120,7 +121,7 @@ def fold_masks(model):
     """
     _check_built(model, "fold_masks")
     result = in_place.remove_masks(copy_model(model))
-    if layers.masked_layers(result):
+    if weights.masked_layers(result):
         result = _Converter(mode="fold").copy_tree(result)
     return result
 
@@ -173,7 +174,7 @@ class _Converter:
 
     def _target(self, layer):
         """(class, config) of the converted copy, or None: copy as it is."""
-        if self.mode == "fold" and isinstance(layer, layers.MaskedLayer):
+        if self.mode == "fold" and isinstance(layer, MaskedLayer):
             plain = layer.unmasked_layer()
             return type(plain), plain.get_config()
         return None
@@ -186,7 +187,7 @@ class _Converter:
             return self._copy_graph(layer)
         masked_in_place = in_place.is_masked_in_place(layer)
         target = self._target(layer)
-        if target is None and _sublayers(layer) and not isinstance(layer, layers.MaskedLayer) \
+        if target is None and _sublayers(layer) and not isinstance(layer, MaskedLayer) \
                 and not masked_in_place:
             return self._copy_container(layer)
         cls, config = target or (type(layer), layer.get_config())
@@ -215,7 +216,7 @@ class _Converter:
     def _copy_container(self, layer):
         # A fresh instance from the config, then each of its sublayers
         # swapped for a converted copy of the original's sublayer in the same
-        # tracking position (construction order, kept by _replace_sublayer).
+        # tracking position (construction order, kept by replace_sublayer).
         new = _recreate(layer, type(layer), _config_of(layer))
         old_children, new_children = _sublayers(layer), _sublayers(new)
         # Types, not names: unnamed sublayers get new automatic names.
@@ -228,16 +229,15 @@ class _Converter:
                 f"{[t.__name__ for t in old_types]}. Create sublayers in `__init__`, in a fixed order."
             )
         for old_child, new_child in zip(old_children, new_children):
-            _replace_sublayer(new, new_child, self.copy(old_child))
+            keras_adapter.replace_sublayer(new, new_child, self.copy(old_child))
         _copy_own_variables(layer, new)
-        if hasattr(new, "_track_variables") and hasattr(new, "_torch_params"):
-            # The PyTorch backend mirrors variables in a ParameterDict.
-            new._track_variables()
+        # The PyTorch backend mirrors variables in a ParameterDict.
+        keras_adapter.refresh_torch_params([new])
         return new
 
 
 def _plain_type(layer):
-    if isinstance(layer, layers.MaskedLayer) and layer.unmasked_class is not None:
+    if isinstance(layer, MaskedLayer) and layer.unmasked_class is not None:
         return layer.unmasked_class
     return type(layer)
 
@@ -285,11 +285,11 @@ def _recreate_from_init_arguments(layer, cls):
     takes no ``name``/``trainable``/``dtype`` cannot be rebuilt from its
     default config, but can be from these.
     """
-    recorded = getattr(layer, "_auto_config", None)
+    recorded = keras_adapter.init_arguments(layer)
     if recorded is None or cls is not type(layer):
         return None
     try:
-        new = cls(**dict(recorded.config))
+        new = cls(**recorded)
     except Exception:  # noqa: BLE001
         return None
     if new.name != layer.name:
@@ -301,13 +301,13 @@ def _recreate_from_init_arguments(layer, cls):
 def _copy_variables(old, new):
     """Copies `old`'s values into `new`, masks folded or added as needed."""
     old_masks, folded = set(), {}
-    if isinstance(old, layers.MaskedLayer) and not isinstance(new, layers.MaskedLayer):
+    if isinstance(old, MaskedLayer) and not isinstance(new, MaskedLayer):
         for mw in old.masked_weights():
             old_masks.add(id(mw.mask))
             weight = np.asarray(mw.weight.numpy())
             folded[id(mw.weight)] = np.where(np.asarray(mw.mask.numpy()) != 0, weight, 0).astype(weight.dtype)
     new_masks = set()
-    if isinstance(new, layers.MaskedLayer) and not isinstance(old, layers.MaskedLayer):
+    if isinstance(new, MaskedLayer) and not isinstance(old, MaskedLayer):
         new_masks = {id(mw.mask) for mw in new.masked_weights()}
     sources = [v for v in old.variables if id(v) not in old_masks]
     targets = [v for v in new.variables if id(v) not in new_masks]
@@ -327,8 +327,7 @@ def _copy_variables(old, new):
 
 
 def _own_variables(layer):
-    seeds = [g.state for g in getattr(layer, "_seed_generators", [])]
-    return list(layer._trainable_variables) + list(layer._non_trainable_variables) + seeds
+    return keras_adapter.own_variables(layer) + keras_adapter.seed_states(layer)
 
 
 def _copy_own_variables(old, new):
@@ -337,27 +336,3 @@ def _copy_own_variables(old, new):
         raise RuntimeError(f"Layer {old.name!r}: its copy's own variables differ from the original's.")
     for source, target in zip(sources, targets):
         target.assign(source.numpy())
-
-
-def _replace_sublayer(container, old, new):
-    """Points every reference `container` holds to `old` at `new`."""
-    container._tracker.replace_tracked_value("layers", old, new)
-    for attr, value in list(vars(container).items()):
-        if attr in ("_layers", "_tracker") or attr.startswith("_torch"):
-            continue
-        if value is old:
-            setattr(container, attr, new)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if item is old:
-                    list.__setitem__(value, i, new)
-        elif isinstance(value, dict):
-            for key, item in list(value.items()):
-                if item is old:
-                    dict.__setitem__(value, key, new)
-    # Sublayers stored by a torch.nn.Module live in `_modules`, not __dict__.
-    modules = vars(container).get("_modules")
-    if isinstance(modules, dict):
-        for key, item in list(modules.items()):
-            if item is old:
-                modules[key] = new

@@ -6,7 +6,8 @@ Pure numpy, no Keras (imported by this package):
 
 On Keras models (import them by name):
 - `snapshots`: weight snapshots (θ0, rewind points), `prune_model`, optimizer reset.
-- `gradual`: `GradualPruner`, the mask/schedule core of gradual and N:M pruning.
+- `gradual`: `GradualPruner`, the mask/schedule core of gradual pruning.
+- `patterns`: N:M patterns on a model: axes, checks, the one N:M selection of a round.
 - `pai`: pruning at initialization (SNIP, GraSP, SynFlow, magnitude at θ0).
 """
 

@@ -406,22 +406,15 @@ def _ones(model):
 # --------------------------------------------------------------------------
 # The arms' start: a round's PaI mask at the ticket's counts, from θ0.
 
-_DATA_CACHE: dict = {}
-
 
 def _scoring_examples(trial):
     """The examples SNIP and GraSP score on: `EXAMPLES_PER_CLASS` per class
-    of the trial's training set, drawn with the trial's seed."""
+    of the trial's training set (``trial.data``, the dataset the runner
+    trains on), drawn with the trial's seed."""
     data = getattr(trial, "data", None)
     if data is None:
-        from lth_keras.experiment.config import load_dataset
-
-        c = trial.config
-        key = (c.dataset, c.data_dir, c.seed, c.validation_size, c.tfds_data_dir, tuple(c.synthetic_sizes or ()))
-        if key not in _DATA_CACHE:
-            _DATA_CACHE.clear()
-            _DATA_CACHE[key] = load_dataset(c)
-        data = _DATA_CACHE[key]
+        raise ValueError("SNIP and GraSP score on training examples: the trial has no `data` "
+                         "(give TrialState the dataset the round trains on).")
     n = min(len(data.x_train), EXAMPLES_PER_CLASS * data.num_classes)
     index = np.random.default_rng(trial.seed).permutation(len(data.x_train))[:n]
     return np.asarray(data.x_train[index], np.float32), np.asarray(data.y_train[index], np.int32)

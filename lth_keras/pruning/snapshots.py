@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from lth_keras.layers import in_place
+from lth_keras.layers import keras_adapter
 from lth_keras import layers
 from lth_keras.pruning import magnitude as pruning
 
@@ -141,7 +142,7 @@ def reset_optimizer_state(optimizer) -> None:
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         reset_optimizer_state(optimizer.inner_optimizer)
         return
-    trainable = list(getattr(optimizer, "_trainable_variables", []))
+    trainable = keras_adapter.optimizer_built_for(optimizer)
     try:
         fresh = type(optimizer).from_config(optimizer.get_config())
         fresh.build(trainable)
@@ -169,7 +170,7 @@ def reset_optimizer_state(optimizer) -> None:
     pairs = list(zip(slots, fresh_slots))
     for name, initial in attributes.items():
         variable = getattr(optimizer, name, None)
-        if isinstance(variable, keras.Variable) and variable is not optimizer._learning_rate:
+        if isinstance(variable, keras.Variable) and variable is not keras_adapter.learning_rate_source(optimizer):
             pairs.append((variable, initial))
     for variable, initial in pairs:
         variable.assign(keras.ops.convert_to_numpy(initial).astype(variable.dtype))
@@ -255,7 +256,7 @@ def prune_model(
             disables it.
         pattern: ``"N:M"`` (e.g. ``"2:4"``): the same number of weights go,
             chosen by magnitude among those whose group of M (along the
-            kernel's input dimension, `lth_keras.gradual.pattern_axis`)
+            kernel's input dimension, `lth_keras.pruning.patterns.pattern_axis`)
             keeps more than N, so a mask pruned to ``1 - N/M`` is N:M and
             every round keeps it on its way there. Pruning past ``1 - N/M``
             raises ValueError.
@@ -274,9 +275,9 @@ def prune_model(
         include=chosen,
     )
     if pattern is not None:
-        from lth_keras.pruning import gradual
+        from lth_keras.pruning import patterns
 
-        new_masks = gradual.constrain_to_pattern(all_weights, new_masks, pattern, scope=scope, include=chosen)
+        new_masks = patterns.constrain_to_pattern(all_weights, new_masks, pattern, scope=scope, include=chosen)
     layers.set_masks(model, new_masks)
     # Zero gradient and zero slots leave a pruned weight at exactly 0; stale
     # moments would move it (harmless to the masked output, but a saved

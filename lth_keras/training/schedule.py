@@ -177,7 +177,7 @@ def progress_line(tag: str, row: dict, total: int, seconds: float, prefix: str =
 
 def done_line(tag: str, summary: dict, wall: float, prefix: str = "") -> str:
     """A finished round's log line, from its summary (see
-    `lth_keras.results.early_stop_metrics`)."""
+    `lth_keras.storage.curves.early_stop_metrics`)."""
     return (
         f"== {tag} done: {prefix}early stop at iteration {summary['early_stop_iteration']} "
         f"(val acc {summary['early_stop_val_accuracy']:.4f}, test acc "

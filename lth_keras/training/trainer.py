@@ -286,7 +286,7 @@ class Trainer:
         x = tf.gather(self._x_train if x_train is None else x_train, idx)
         y = tf.gather(self._y_train if y_train is None else y_train, idx)
         if self.hp.augment:
-            from lth_keras.datasets.loading import augment_flip_crop
+            from lth_keras.datasets.augment import augment_flip_crop
 
             x = augment_flip_crop(
                 x, tf.stack([self.seed + 7919 * (1 + ctx.replica_id_in_sync_group), tf.cast(iteration, tf.int32)])

@@ -1,10 +1,10 @@
-"""Datasets for lottery-ticket experiments: loading, splitting, normalising.
+"""The datasets registry: what each dataset is, where it is found, and `load`.
 
-A small registry (`DATASETS`) maps a name to a `DatasetSpec`; `load(name)`
-turns it into a `Dataset` of float32 NHWC arrays with a seeded validation
-split held out of the training set and per-channel standardisation computed
-on the remaining training examples only (so neither validation nor test data
-leak into the statistics).
+`DATASETS` maps a name to a `DatasetSpec`; `load(name)` turns it into a
+`Dataset` of float32 NHWC arrays with a seeded validation split held out of
+the training set and per-channel standardisation computed on the remaining
+training examples only (so neither validation nor test data leak into the
+statistics).
 
 Real datasets are looked for, in order, in:
 
@@ -14,9 +14,8 @@ Real datasets are looked for, in order, in:
    (`DEBIAN_FASHION_MNIST_DIR`);
 3. tensorflow-datasets, which works online or from a prepared TFDS data dir.
 
-Files are parsed with numpy alone, so loading needs no network and no
-TensorFlow. The input-pipeline helpers at the bottom (`augment_flip_crop`,
-`train_batches`) import TensorFlow lazily.
+The files are parsed by `lth_keras.datasets.readers` with numpy alone, so
+loading needs no network and no TensorFlow.
 
 Example:
     >>> from lth_keras import datasets
@@ -30,51 +29,25 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import os
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
+
+from lth_keras.datasets import readers
+from lth_keras.datasets.readers import CIFAR10_SUBDIR, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES, IDX_FILES, Raw
+
+
+# --------------------------------------------------------------------------
+# What a dataset is
+# --------------------------------------------------------------------------
 
 # Module-level so tests (and unusual installs) can point it elsewhere.
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 DEBIAN_FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 
-IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
-CIFAR10_TEST_FILE = "test_batch.bin"
-CIFAR10_SUBDIR = "cifar-10-batches-bin"
-
-_CIFAR_SIDE = 32
-_CIFAR_RECORD = 1 + 3 * _CIFAR_SIDE * _CIFAR_SIDE
-
-# IDX type codes (third magic byte). Multi-byte types are big-endian.
-_IDX_DTYPES = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
 
 class DataUnavailableError(Exception):
     """No source could provide a dataset; the message lists what was tried."""
-
-
-class _Raw(NamedTuple):
-    """Unsplit, unnormalised arrays: images NHWC (any numeric dtype)."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -83,7 +56,7 @@ class Dataset:
 
     Images are float32 NHWC standardised with the per-channel mean/std of
     ``x_train``; labels are int32 in ``[0, num_classes)``. ``augment`` tells
-    the training loop to apply `augment_flip_crop` (CIFAR10); loading never
+    the training loop to apply `augment.augment_flip_crop` (CIFAR10); loading never
     augments.
 
     Example:
@@ -131,149 +104,10 @@ class DatasetSpec:
     num_classes: int
     augment: bool
     expected_files: tuple = ()
-    read_dir: Callable[[str], _Raw] | None = None
+    read_dir: Callable[[str], Raw] | None = None
     system_dirs: Callable[[], tuple] = lambda: ()
     tfds_name: str | None = None
     hint: str = ""
-
-
-# --------------------------------------------------------------------------
-# File formats
-# --------------------------------------------------------------------------
-
-
-def read_idx(path: str) -> np.ndarray:
-    """Parses one IDX file (gzipped if the name ends in ``.gz``).
-
-    Format: magic ``00 00 <type> <ndim>``, then ``ndim`` big-endian uint32
-    dimensions, then the data in row-major order.
-
-    Example:
-        >>> read_idx(os.path.join(DEBIAN_FASHION_MNIST_DIR,
-        ...                       "t10k-labels-idx1-ubyte.gz")).shape  # doctest: +SKIP
-        (10000,)
-    """
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number)")
-    type_code, ndim = data[2], data[3]
-    if type_code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX data type 0x{type_code:02x}")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[type_code]
-    count = int(np.prod(dims, dtype=np.int64))
-    if len(data) - header != count * dtype.itemsize:
-        raise ValueError(
-            f"{path}: header says {dims} x {dtype.itemsize} bytes, "
-            f"file has {len(data) - header} data bytes"
-        )
-    arr = np.frombuffer(data, dtype, count=count, offset=header).reshape(dims)
-    # Native byte order, and writable (frombuffer on bytes is read-only).
-    return arr.astype(dtype.newbyteorder("="), copy=True)
-
-
-def _find_idx(directory: str, stem: str) -> str | None:
-    # Also accept the "train-images.idx3-ubyte" spelling some mirrors use.
-    dotted = stem.replace("-idx", ".idx")
-    for name in (stem + ".gz", stem, dotted + ".gz", dotted):
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def read_idx_dir(directory: str) -> _Raw:
-    """Reads MNIST-style IDX train/t10k images and labels from a directory."""
-    paths = {stem: _find_idx(directory, stem) for stem in IDX_FILES}
-    missing = [stem + "[.gz]" for stem, p in paths.items() if p is None]
-    if missing:
-        raise FileNotFoundError(f"{directory}: missing {', '.join(missing)}")
-    x_train, y_train, x_test, y_test = (read_idx(paths[s]) for s in IDX_FILES)
-    for x, path in ((x_train, paths[IDX_FILES[0]]), (x_test, paths[IDX_FILES[2]])):
-        if x.ndim != 3:
-            raise ValueError(f"{path}: expected (N, H, W) images, got {x.shape}")
-    return _Raw(x_train[..., None], y_train, x_test[..., None], y_test)
-
-
-def read_cifar10_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parses a CIFAR10 binary batch into (uint8 NHWC images, uint8 labels).
-
-    Each record is 1 label byte then 3072 pixel bytes: the 1024 red values,
-    then green, then blue, each a row-major 32x32 plane.
-    """
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0 or raw.size % _CIFAR_RECORD:
-        raise ValueError(
-            f"{path}: size {raw.size} is not a positive multiple of the "
-            f"{_CIFAR_RECORD}-byte CIFAR10 record"
-        )
-    records = raw.reshape(-1, _CIFAR_RECORD)
-    images = records[:, 1:].reshape(-1, 3, _CIFAR_SIDE, _CIFAR_SIDE)
-    return np.ascontiguousarray(images.transpose(0, 2, 3, 1)), records[:, 0].copy()
-
-
-def read_cifar10_dir(directory: str) -> _Raw:
-    """Reads CIFAR10 binary batches from ``directory`` or its
-    ``cifar-10-batches-bin`` subfolder (as unpacked from the official tarball)."""
-    names = CIFAR10_TRAIN_FILES + (CIFAR10_TEST_FILE,)
-    for candidate in (directory, os.path.join(directory, CIFAR10_SUBDIR)):
-        if all(os.path.isfile(os.path.join(candidate, n)) for n in names):
-            break
-    else:
-        raise FileNotFoundError(
-            f"{directory} (or its {CIFAR10_SUBDIR}/ subfolder): missing "
-            f"some of {', '.join(names)}"
-        )
-    train = [read_cifar10_batch(os.path.join(candidate, n)) for n in CIFAR10_TRAIN_FILES]
-    x_test, y_test = read_cifar10_batch(os.path.join(candidate, CIFAR10_TEST_FILE))
-    return _Raw(
-        np.concatenate([x for x, _ in train]),
-        np.concatenate([y for _, y in train]),
-        x_test,
-        y_test,
-    )
-
-
-# Reachability check before a tfds download: offline, tfds retries for
-# minutes before failing. Set to None to skip the check.
-TFDS_PROBE_HOST = ("storage.googleapis.com", 443)
-TFDS_PROBE_TIMEOUT_S = 5.0
-
-
-def _load_tfds(name: str, data_dir: str | None):
-    """Returns ``{"train": (images, labels), "test": (images, labels)}``
-    from tensorflow-datasets (tensors or arrays). Isolated so tests can
-    replace it: a real call may try to download."""
-    import tensorflow_datasets as tfds  # slow import; only when needed
-
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared() and TFDS_PROBE_HOST is not None:
-        import socket
-
-        try:
-            socket.create_connection(TFDS_PROBE_HOST, timeout=TFDS_PROBE_TIMEOUT_S).close()
-        except OSError as e:
-            raise ConnectionError(
-                f"not prepared in {builder.data_dir} and offline "
-                f"({TFDS_PROBE_HOST[0]} unreachable: {e})"
-            ) from e
-    return tfds.load(name, data_dir=data_dir, batch_size=-1, as_supervised=True)
-
-
-def _raw_from_tfds(result) -> _Raw:
-    try:
-        x_train, y_train = result["train"]
-        x_test, y_test = result["test"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(
-            "expected a mapping with 'train' and 'test' (image, label) pairs"
-        ) from e
-    return _Raw(*(np.asarray(a) for a in (x_train, y_train, x_test, y_test)))
 
 
 # --------------------------------------------------------------------------
@@ -289,7 +123,7 @@ DATASETS: dict[str, DatasetSpec] = {
         num_classes=10,
         augment=False,
         expected_files=tuple(s + "[.gz]" for s in IDX_FILES),
-        read_dir=read_idx_dir,
+        read_dir=readers.read_idx_dir,
         tfds_name="mnist",
         hint=f"pass --data_dir=DIR containing {_IDX_NAMES} (gzipped or not)",
     ),
@@ -299,7 +133,7 @@ DATASETS: dict[str, DatasetSpec] = {
         num_classes=10,
         augment=False,
         expected_files=tuple(s + "[.gz]" for s in IDX_FILES),
-        read_dir=read_idx_dir,
+        read_dir=readers.read_idx_dir,
         system_dirs=lambda: (DEBIAN_FASHION_MNIST_DIR,),
         tfds_name="fashion_mnist",
         hint=(
@@ -314,7 +148,7 @@ DATASETS: dict[str, DatasetSpec] = {
         num_classes=10,
         augment=True,
         expected_files=CIFAR10_TRAIN_FILES + (CIFAR10_TEST_FILE,),
-        read_dir=read_cifar10_dir,
+        read_dir=readers.read_cifar10_dir,
         tfds_name="cifar10",
         hint=(
             "pass --data_dir=DIR containing "
@@ -389,7 +223,7 @@ def _load_real(spec: DatasetSpec, data_dir: str | None, tfds_data_dir: str | Non
     if spec.tfds_name:
         where = tfds_data_dir or "its default data dir"
         try:
-            raw = _raw_from_tfds(_load_tfds(spec.tfds_name, tfds_data_dir))
+            raw = readers.raw_from_tfds(readers.load_tfds(spec.tfds_name, tfds_data_dir))
             return raw, f"tensorflow-datasets {spec.tfds_name!r} ({where})"
         except Exception as e:  # tfds raises many types; report, don't crash
             msg = str(e).strip().splitlines()
@@ -400,7 +234,7 @@ def _load_real(spec: DatasetSpec, data_dir: str | None, tfds_data_dir: str | Non
     raise _unavailable(spec.name, tried, spec)
 
 
-def _synthetic(shape: tuple, sizes: tuple, num_classes: int, seed: int) -> _Raw:
+def _synthetic(shape: tuple, sizes: tuple, num_classes: int, seed: int) -> Raw:
     """Class templates plus pixel noise, so labels are a learnable function
     of the inputs. Templates are blocky (coarse grid upsampled) rather than
     white noise so both MLPs and small convnets pick them up quickly."""
@@ -422,7 +256,7 @@ def _synthetic(shape: tuple, sizes: tuple, num_classes: int, seed: int) -> _Raw:
 
     x_train, y_train = draw(sizes[0])
     x_test, y_test = draw(sizes[1])
-    return _Raw(x_train, y_train, x_test, y_test)
+    return Raw(x_train, y_train, x_test, y_test)
 
 
 # --------------------------------------------------------------------------
@@ -452,7 +286,7 @@ def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_raw(raw: _Raw, spec: DatasetSpec, input_shape: tuple, source: str) -> None:
+def _check_raw(raw: Raw, spec: DatasetSpec, input_shape: tuple, source: str) -> None:
     for split, x, y in (("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)):
         if tuple(x.shape[1:]) != tuple(input_shape):
             raise ValueError(
@@ -551,81 +385,3 @@ def load(
         augment=spec.augment,
         source=source,
     )
-
-
-# --------------------------------------------------------------------------
-# TensorFlow input pipeline
-# --------------------------------------------------------------------------
-
-
-def augment_flip_crop(images, seed, pad: int = 4):
-    """Random horizontal flip and ``pad``-pixel zero-pad + random crop.
-
-    Works on a batch ``[N, H, W, C]``; each image gets its own flip and
-    offset, drawn with stateless ops from ``seed`` (an int tensor of shape
-    [2]), so the result is a pure function of (images, seed) and traces
-    cleanly under ``tf.function``/XLA. Zero padding equals the per-channel
-    mean on normalised data.
-
-    Example:
-        >>> import tensorflow as tf
-        >>> x = tf.zeros([8, 32, 32, 3])
-        >>> augment_flip_crop(x, tf.constant([1, 2])).shape
-        TensorShape([8, 32, 32, 3])
-    """
-    import tensorflow as tf
-
-    images = tf.convert_to_tensor(images)
-    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-    flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    shape = tf.shape(images)
-    n, h, w = shape[0], shape[1], shape[2]
-
-    flip = tf.random.stateless_uniform([n], flip_seed) < 0.5
-    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-
-    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    offsets = tf.random.stateless_uniform(
-        [n, 2], crop_seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
-    )
-    # Per-image crops as two batched gathers (rows, then columns): unlike
-    # tf.image.random_crop this gives every image its own offset.
-    rows = offsets[:, :1] + tf.range(h)[None, :]
-    cols = offsets[:, 1:] + tf.range(w)[None, :]
-    out = tf.gather(padded, rows, axis=1, batch_dims=1)
-    out = tf.gather(out, cols, axis=2, batch_dims=1)
-    return tf.ensure_shape(out, images.shape)
-
-
-def train_batches(dataset: Dataset, batch_size: int, seed: int, *, augment: bool = False):
-    """Infinite ``tf.data`` stream of (x, y) training batches.
-
-    Reshuffled every epoch (seeded), ``drop_remainder=True``, prefetched.
-    No augmentation unless ``augment=True`` (then `augment_flip_crop` per
-    batch, seeded by (seed, batch index)); by default the training loop is
-    expected to apply it when ``dataset.augment`` is set.
-
-    Example:
-        >>> ds = load("synthetic", validation_size=200)
-        >>> x, y = next(iter(train_batches(ds, 64, seed=0)))
-        >>> x.shape, y.shape
-        (TensorShape([64, 28, 28, 1]), TensorShape([64]))
-    """
-    import tensorflow as tf
-
-    n = len(dataset.x_train)
-    if not 0 < batch_size <= n:
-        raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
-    ds = tf.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train))
-    ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat().batch(batch_size, drop_remainder=True)
-    if augment:
-        ds = ds.enumerate().map(
-            lambda i, xy: (
-                augment_flip_crop(xy[0], tf.stack([tf.constant(seed, tf.int64), i])),
-                xy[1],
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    return ds.prefetch(tf.data.AUTOTUNE)
