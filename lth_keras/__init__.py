@@ -51,6 +51,9 @@ _NAMES = {
     "load_model": "lth_keras.layers.in_place",
     "make_prunable": "lth_keras.layers.prunable",
     "remove_masks": "lth_keras.layers.in_place",
+    "RigL": "lth_keras.callbacks",
+    "SET": "lth_keras.callbacks",
+    "StaticSparse": "lth_keras.callbacks",
 }
 # modules documented at the top level before the package had folders
 _MODULES = {

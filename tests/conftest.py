@@ -33,7 +33,7 @@ def deterministic_ops():
 @pytest.fixture(autouse=True)
 def _op_determinism_stays_in_its_test():
     # Whatever enables deterministic ops (the fixture above, the
-    # _lenet.deterministic helper, a module-scoped fixture, or
+    # tests.helpers.lenet.deterministic helper, a module-scoped fixture, or
     # train_and_evaluate(deterministic=True)) does so for one test only:
     # later tests run in TensorFlow's default mode, as they were written for.
     # TensorFlow is never imported here for tests that do not import it.

@@ -4,8 +4,9 @@ The two tests run in file order: the first switches deterministic ops on the
 way several test helpers do; the second must find TensorFlow's default mode.
 """
 
-import _lenet as L
 from tensorflow.python.framework import config as tf_config
+
+from tests.helpers import lenet as L
 
 
 def test_a_helper_switches_deterministic_ops_on():

@@ -228,3 +228,16 @@ def test_rewind_step_is_a_deprecated_name_of_rewind_iteration():
     assert new.rewind_iteration == 3
     with pytest.raises(ValueError, match="`rewind_iteration` \\(10\\) must be smaller than `round_steps`"):
         lth_keras.IterativeMagnitudePruning(0.2, round_steps=10, rewind_iteration=10, verbose=0)
+
+
+def _test_file(module):
+    parts = module.split(".")[1:]
+    name = parts[-1].lstrip("_") + "_test.py"
+    folder = parts[0] if len(parts) > 1 else "programs"
+    return os.path.join(REPO, "tests", folder, name)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in INNER if os.path.basename(MODULES[m]) != "__init__.py"))
+def test_every_module_has_its_test_file(module):
+    # A package's __init__ only re-exports; every other module has tests/<folder>/<module>_test.py.
+    assert os.path.exists(_test_file(module)), f"{module} has no {os.path.relpath(_test_file(module), REPO)}"

@@ -35,6 +35,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from lth_keras.analysis import styles
+from lth_keras.storage import layout
 # The names figures, tests and users read from this module.
 from lth_keras.analysis.points import (  # noqa: F401
     CURVE_POINT_COLUMNS,
@@ -48,7 +49,6 @@ from lth_keras.analysis.points import (  # noqa: F401
     load_summary,
     metric_points,
 )
-from lth_keras.storage import layout
 from lth_keras.analysis.styles import (  # noqa: F401
     FALLBACK_ARM_COLORS,
     FALLBACK_ARM_LINESTYLE,

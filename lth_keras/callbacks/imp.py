@@ -119,6 +119,13 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             (0 = θ0); the paper's "rewind iteration".
         rewind_step: deprecated name of `rewind_iteration`.
         reset_optimizer: reset the optimizer state every round (default).
+        reset: what the next round starts from. ``"weights"`` (default):
+            θ0, or the weights at `rewind_iteration`. ``"lr"``: learning-rate
+            rewinding (Renda et al. 2020): this round's trained weights,
+            pruned, with the learning-rate schedule replayed from
+            `rewind_iteration`. ``"finetune"``: the trained weights, pruned,
+            at the schedule's rate at the end of the first round (its final
+            rate) on.
         verbose: 1 prints one line per round.
         pattern: ``"N:M"`` structured sparsity (e.g. ``"2:4"``): each round
             prunes as many weights, but never leaves a group of M (along a
@@ -158,8 +165,12 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
         verbose: int = 1,
         rewind_step: int | None = None,
         pattern=None,
+        reset: str = "weights",
     ):
         super().__init__()
+        if reset not in RESETS:
+            raise ValueError(f"`reset` must be one of {RESETS}, got {reset!r}.")
+        self.reset = reset
         self.pattern = sparsity.parse_pattern(pattern)
         # Messages name the argument the caller used.
         self._rewind_arg = "rewind_iteration"
@@ -417,21 +428,29 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
             output_layer=self._output,
             pattern=self.pattern,
         )
-        self.reset_point.restore(self.model)
+        optimizer = self.model.optimizer
+        if entry["round"] == 0:
+            self._schedule_end = self._iterations()
+        if self.reset == "weights":
+            self.reset_point.restore(self.model)
         if self.reset_optimizer:
-            reset_optimizer_state(self.model.optimizer)
-            if self.rewind_iteration and _has_schedule(self.model.optimizer):
-                # The rewound round continues the schedule from iteration k.
-                # (Without a schedule the count stays 0, as a fresh
-                # optimizer's: Adam's bias correction restarts with its moments.)
-                self.model.optimizer.iterations.assign(self.rewind_iteration)
+            reset_optimizer_state(optimizer)
+        if _has_schedule(optimizer):
+            # The rewound round continues the schedule from iteration k, and
+            # fine-tuning from the first round's last step. (Without a
+            # schedule the count stays 0, as a fresh optimizer's: Adam's bias
+            # correction restarts with its moments.)
+            if self.reset == "finetune":
+                optimizer.iterations.assign(self._schedule_end)
+            elif self.reset == "lr" or (self.rewind_iteration and self.reset_optimizer):
+                optimizer.iterations.assign(self.rewind_iteration)
         self._round_base = self._iterations()
         if self.verbose:
             next_pm = 100.0 * layers.fraction_remaining(self.model)
             _fit.say(
                 f"IMP round {entry['round']}: P_m {entry['pm']:.1f}% -> pruned to "
-                f"{next_pm:.1f}%, reset to "
-                + ("θ0" if self.rewind_iteration == 0 else f"iteration {self.rewind_iteration}")
+                f"{next_pm:.1f}%, " + _RESET_SAYS[self.reset].format(
+                    k=self.rewind_iteration, w=f"iteration {self.rewind_iteration}" if self.rewind_iteration else "θ0")
             )
 
     # -- export ------------------------------------------------------------
@@ -454,6 +473,11 @@ class IterativeMagnitudePruning(keras.callbacks.Callback):
     def to_json(self, path: str) -> None:
         """Writes `rounds` as JSON (atomically)."""
         _fit.write_json(path, self.rounds)
+
+
+RESETS = ("weights", "lr", "finetune")
+_RESET_SAYS = {"weights": "reset to {w}", "lr": "trained weights kept, learning rate rewound to iteration {k}",
+               "finetune": "trained weights kept, fine-tuned at the final learning rate"}
 
 
 def _to_float(value):

@@ -3,6 +3,7 @@
 Pure numpy, no Keras (imported by this package):
 - `magnitude`: magnitude pruning, layerwise or global, rates per kind.
 - `sparsity`: gradual schedules (Zhu & Gupta) and N:M patterns.
+- `erk`: ERK and uniform layer densities for sparse training.
 
 On Keras models (import them by name):
 - `snapshots`: weight snapshots (θ0, rewind points), `prune_model`, optimizer reset.

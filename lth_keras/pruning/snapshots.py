@@ -30,7 +30,7 @@ from lth_keras import layers
 from lth_keras.pruning import magnitude as pruning
 
 __all__ = ["WeightSnapshot", "prune_model", "reset_optimizer_state", "default_output_layer",
-           "zero_pruned_optimizer_slots", "masked_weights_of"]
+           "zero_pruned_optimizer_slots", "masked_weights_of", "slots_of"]
 
 
 class WeightSnapshot:
@@ -176,7 +176,8 @@ def reset_optimizer_state(optimizer) -> None:
         variable.assign(keras.ops.convert_to_numpy(initial).astype(variable.dtype))
 
 
-def _slots_of(optimizer, variable):
+def slots_of(optimizer, variable):
+    """The optimizer's slot variables (moments, momentum, ...) of `variable`."""
     prefix = variable.path.replace("/", "_") + "_"
     shape = tuple(variable.shape)
     return [v for v in optimizer.variables if v.name.startswith(prefix) and tuple(v.shape) == shape]
@@ -198,7 +199,7 @@ def zero_pruned_optimizer_slots(optimizer, model) -> None:
         keep = keras.ops.convert_to_numpy(mw.mask) != 0
         if keep.all():
             continue
-        for slot in _slots_of(optimizer, mw.weight):
+        for slot in slots_of(optimizer, mw.weight):
             value = keras.ops.convert_to_numpy(slot)
             slot.assign(np.where(keep, value, np.zeros_like(value)))
 

@@ -129,6 +129,26 @@ def test_an_unfinished_round_0_before_its_rewind_point_keeps_its_checkpoint(tmp_
     assert capsys.readouterr().err == ""
 
 
+def test_rounds_to_redo_follows_the_dependency_table():
+    from types import SimpleNamespace
+
+    from lth_keras import arms
+    from lth_keras.experiment import resume as trial_resume
+
+    deps = arms.dependencies(SimpleNamespace(controls=("reinit", "random_mask"), one_shot=False))
+    present = {("ticket", r) for r in range(4)} | {(c, r) for c in ("reinit", "random_mask") for r in (1, 2, 3)}
+    assert trial_resume.rounds_to_redo({("ticket", 3)}, present, deps) == {
+        ("ticket", 3), ("reinit", 3), ("random_mask", 3)}
+    assert trial_resume.rounds_to_redo({("reinit", 1)}, present, deps) == {("reinit", 1)}
+    assert len(trial_resume.rounds_to_redo({("ticket", 0)}, present, deps)) == len(present)
+    # One-shot: every ticket round is pruned from round 0 alone.
+    one_shot = arms.dependencies(SimpleNamespace(controls=(), one_shot=True))
+    tickets = {("ticket", r) for r in range(4)}
+    assert trial_resume.rounds_to_redo({("ticket", 1)}, tickets, one_shot) == {("ticket", 1)}
+    # Arms the table does not know are left alone.
+    assert trial_resume.rounds_to_redo({("ticket", 1)}, tickets | {("tfmot_gradual", 1)}, deps) == tickets - {("ticket", 0)}
+
+
 # -- real rewound runs --------------------------------------------------------------------
 
 TINY = dict(

@@ -1,17 +1,26 @@
-"""Tests for lth_keras.storage.curves: a round's learning curve read back checked."""
+"""Tests for lth_keras.storage.curves: a round's learning curve read back checked, and the
+early-stop metrics taken from it."""
 
+import math
 import os
 
 import pytest
 
 from lth_keras.storage import curves
+from lth_keras.storage.curves import early_stop_metrics
 from lth_keras.storage.errors import CorruptResultError
 from lth_keras.storage.files import atomic_write_csv
 
 
-def _row(iteration, val_loss):
-    return dict(iteration=iteration, train_loss=None, train_accuracy=None, val_loss=val_loss, val_accuracy=0.5,
-                test_accuracy=0.5)
+def _row(it, val_loss, val_acc=0.5, test_acc=0.5, train_acc=None, train_loss=None):
+    return dict(
+        iteration=it,
+        train_loss=train_loss,
+        train_accuracy=train_acc,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+        test_accuracy=test_acc,
+    )
 
 
 def test_a_curve_reads_back_with_typed_cells(tmp_path):
@@ -49,3 +58,43 @@ def test_a_non_numeric_cell_is_unparsable(tmp_path):
     atomic_write_csv(path, [dict(_row(0, 2.0), val_loss="oops")], fieldnames=curves.CURVE_COLUMNS)
     with pytest.raises(CorruptResultError, match=r"curve\.csv: truncated or unparsable \(ValueError: could not"):
         curves.read_curve_file(path)
+
+
+# ---------------------------------------------------------------- early stop
+
+
+def test_early_stop_picks_argmin_val_loss():
+    curve = [
+        _row(0, 2.0, val_acc=0.1, test_acc=0.11, train_acc=0.12),
+        _row(100, 0.4, val_acc=0.9, test_acc=0.88, train_acc=0.95),
+        _row(200, 0.6, val_acc=0.85, test_acc=0.84, train_acc=0.99),
+        _row(300, 0.7, val_acc=0.83, test_acc=0.82, train_acc=1.0),
+    ]
+    m = early_stop_metrics(curve)
+    assert m == {
+        "early_stop_iteration": 100,
+        "early_stop_val_accuracy": 0.9,
+        "early_stop_test_accuracy": 0.88,
+        "early_stop_train_accuracy": 0.95,
+        "final_test_accuracy": 0.82,
+        "final_iteration": 300,
+    }
+
+
+def test_early_stop_ties_take_first_and_none_train_is_nan():
+    curve = [
+        _row(0, 1.0),
+        _row(50, 0.3, test_acc=0.7),
+        _row(100, 0.3, test_acc=0.9),
+        _row(150, float("nan"), test_acc=0.1),
+    ]
+    m = early_stop_metrics(curve)
+    assert m["early_stop_iteration"] == 50
+    assert m["early_stop_test_accuracy"] == 0.7
+    assert math.isnan(m["early_stop_train_accuracy"])
+    assert m["final_iteration"] == 150 and m["final_test_accuracy"] == 0.1
+
+
+def test_early_stop_empty_raises():
+    with pytest.raises(ValueError):
+        early_stop_metrics([])

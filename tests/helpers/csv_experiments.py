@@ -1,0 +1,83 @@
+"""CSV-only experiment directories, as figures/ commits them: summary.csv and
+each round's curve.csv filled with random numbers, nothing trained.
+
+Shared by the tests of the plots (tests/analysis/) and of the figures
+program (tests/programs/figures_test.py), with `figures_dir`: such
+experiments copied into a figures/ directory beside a manifest.json.
+
+Example:
+    >>> summary = make_experiment(str(tmp_path / "lenet"), trials=2, rounds=4)   # doctest: +SKIP
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+
+PMS = [100.0, 51.3, 21.1, 7.0, 3.6]  # P_m of rounds 0..4
+ITERATIONS = [0, 100, 200, 300]
+CONTROLS = ("reinit", "random_mask")
+
+
+def make_experiment(root, trials=3, rounds=5, arms=("ticket",) + CONTROLS, skip=(), seed=0):
+    """Writes summary.csv and curve.csv files with random numbers.
+
+    ``skip`` holds (trial, arm, round) to leave out (round not finished).
+    Returns the summary DataFrame written.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(trials):
+        for arm in arms:
+            for r in range(0 if arm == "ticket" else 1, rounds):
+                if (t, arm, r) in skip:
+                    continue
+                curve = pd.DataFrame(dict(
+                    iteration=ITERATIONS,
+                    train_loss=[np.nan] + list(rng.uniform(0, 2, 3)),
+                    train_accuracy=[np.nan] + list(rng.uniform(0.5, 1, 3)),
+                    val_loss=rng.uniform(0, 2, 4),
+                    val_accuracy=rng.uniform(0.5, 1, 4),
+                    test_accuracy=rng.uniform(0.5, 1, 4),
+                ))
+                d = os.path.join(root, f"trial_{t}", arm, f"round_{r}")
+                os.makedirs(d)
+                curve.to_csv(os.path.join(d, "curve.csv"), index=False)
+                pm = PMS[r] + (0.0 if arm == "ticket" else 1e-9 * t)  # float noise
+                rows.append(dict(
+                    trial=t, arm=arm, round=r, pm=pm,
+                    early_stop_iteration=int(rng.choice(ITERATIONS[1:])),
+                    early_stop_val_accuracy=rng.uniform(0.5, 1),
+                    early_stop_test_accuracy=rng.uniform(0.5, 1),
+                    early_stop_train_accuracy=rng.uniform(0.5, 1),
+                    final_test_accuracy=rng.uniform(0.5, 1),
+                    final_iteration=ITERATIONS[-1],
+                    wall_time_s=rng.uniform(1, 2),
+                    **{"pm/dense": pm, "pm/output": min(100.0, 2 * pm)},
+                ))
+    summary = pd.DataFrame(rows)
+    summary.to_csv(os.path.join(root, "summary.csv"), index=False)
+    return summary
+
+
+def figures_dir(tmp_path, runs, panel=False):
+    """A figures/ directory: copies of the experiments "a" and "b" under `runs` and a
+    manifest.json of three figures (four with `panel`); returns (its path, the manifest)."""
+    fdir = tmp_path / "figures"
+    for name in ("a", "b"):  # committed CSVs only
+        shutil.copytree(runs / name, fdir / name)
+    manifest = {"dpi": 40, "formats": ["png"], "figures": [
+        {"name": "a/accuracy_curves", "plot": "accuracy_curves", "experiments": ["a"],
+         "pms": [100, 51.3, 21.1], "reinit_pms": [51.3], "formats": ["png", "pdf"]},
+        {"name": "a/early_stop_iteration", "plot": "metric_vs_pm",
+         "metric": "early_stop_iteration", "experiments": ["a"], "arms": ["ticket", "reinit"]},
+        {"name": "both/final_test_accuracy", "plot": "metric_vs_pm", "metric": "final_test_accuracy",
+         "experiments": ["a", "b"], "labels": ["Net A", "Net B"]},
+    ]}
+    if panel:
+        manifest["figures"].append(
+            {"name": "both/panel", "plot": "early_stop_panel", "experiments": ["a", "b"]})
+    (fdir / "manifest.json").write_text(json.dumps(manifest))
+    return fdir, manifest
