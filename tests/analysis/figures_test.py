@@ -14,46 +14,19 @@ import pytest
 
 from lth_keras.analysis import figures, plotting
 from tests.helpers import REPO
-from tests.helpers.csv_experiments import figures_dir, make_experiment
+from tests.helpers.csv_experiments import fake_save, figures_dir, runs  # noqa: F401 - fixtures
+from tests.helpers.csv_experiments import expected_figures, files_under
 
 NAMES = ("accuracy_curves",) + plotting.PAPER_METRICS + ("early_stop_panel",)
 
-
-def _files(directory):
-    return sorted(os.path.relpath(os.path.join(d, f), directory)
-                  for d, _, fs in os.walk(directory) for f in fs)
-
-
-def _expected(prefix=""):
-    return sorted(os.path.join(prefix, f"{n}.{ext}") for n in NAMES for ext in ("png", "pdf"))
-
-
-@pytest.fixture
-def runs(tmp_path):
-    """An --output_dir with two experiments; "b" lacks random_mask."""
-    make_experiment(str(tmp_path / "runs" / "a"), trials=2, rounds=4)
-    make_experiment(str(tmp_path / "runs" / "b"), trials=2, rounds=3, arms=("ticket", "reinit"))
-    return tmp_path / "runs"
-
-
-@pytest.fixture
-def fake_save(monkeypatch):
-    """plotting.save writing empty files: the file-set logic without rendering."""
-    def save(fig, path, formats=("png", "pdf"), dpi=150):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        paths = [f"{path}.{f}" for f in formats]
-        for q in paths:
-            open(q, "w").close()
-        return paths
-    monkeypatch.setattr(plotting, "save", save)
 
 
 def test_make_figures_single(runs, tmp_path, fake_save):
     out = tmp_path / "out"
     lines = []
     written, missing = figures.make_figures([str(runs / "a")], str(out), log=lines.append)
-    assert _files(out) == _expected()
-    assert sorted(os.path.relpath(p, out) for p in written) == _expected()
+    assert files_under(out) == expected_figures(NAMES)
+    assert sorted(os.path.relpath(p, out) for p in written) == expected_figures(NAMES)
     assert [f"wrote {p}" for p in written] == [l for l in lines if l.startswith("wrote ")]
     assert "a: ticket at P_m 3.6%: no round within 10%" in missing
     assert "missing: a: ticket at P_m 3.6%: no round within 10%" in lines
@@ -64,7 +37,7 @@ def test_make_figures_several(runs, tmp_path, fake_save):
     written, missing = figures.make_figures(
         [str(runs / "a"), str(runs / "b")], str(out), labels=["Conv 2", "conv4"], log=lambda s: None)
     multi = [f"{n}.{e}" for n in NAMES[1:] for e in ("png", "pdf")]
-    assert _files(out) == sorted(_expected("Conv_2") + _expected("conv4") + multi)
+    assert files_under(out) == sorted(expected_figures(NAMES, "Conv_2") + expected_figures(NAMES, "conv4") + multi)
     assert "conv4: arm 'random_mask': no finished rounds" in missing
     assert len(missing) == len(set(missing))
     with pytest.raises(figures.FiguresError, match="--labels: got 1 labels for 2"):
@@ -88,13 +61,13 @@ def test_expand_results(runs, tmp_path):
 
 def test_regenerate_all(runs, tmp_path):
     fdir, _ = figures_dir(tmp_path, runs)
-    before = set(_files(fdir))
+    before = set(files_under(fdir))
     lines = []
     written = figures.regenerate_all(str(fdir), log=lines.append)
     want = ["a/accuracy_curves.png", "a/accuracy_curves.pdf", "a/early_stop_iteration.png",
             "both/final_test_accuracy.png"]
     assert [os.path.relpath(p, fdir) for p in written] == want
-    assert set(_files(fdir)) - before == set(want)
+    assert set(files_under(fdir)) - before == set(want)
     assert all(os.path.getsize(p) > 0 for p in written)
     assert "missing: both/final_test_accuracy: Net B: arm 'random_mask': no finished rounds" in lines
     assert [l for l in lines if l.startswith("wrote ")] == [f"wrote {p}" for p in written]

@@ -12,23 +12,16 @@ import pandas as pd
 import pytest
 
 from lth_keras.analysis import instability
-from lth_keras.experiment import runner as experiment
 from lth_keras.storage.experiment_dir import ExperimentDir
+from tests.helpers.runs import QUIET, lenet_experiment
 
-QUIET = lambda s: None  # noqa: E731
 
 
-def _experiment(tmp_path, name, **kw):
-    base = dict(model="lenet", dataset="synthetic", validation_size=200, iterations=300, eval_every=100,
-                rounds=1, experiment=name, tensorboard=False, optimizer="adam", learning_rate=0.03,
-                batch_size=20)
-    base.update(kw)
-    return experiment.train_and_evaluate(experiment.ExperimentConfig(**base), str(tmp_path), log=QUIET)
 
 
 @pytest.fixture(scope="module")
 def high_lr(tmp_path_factory):
-    return _experiment(tmp_path_factory.mktemp("inst"), "high_lr")
+    return lenet_experiment(tmp_path_factory.mktemp("inst"), "high_lr")
 
 
 def test_barrier_is_zero_with_one_data_order_and_positive_apart(high_lr):
@@ -55,7 +48,7 @@ def test_barrier():
 
 
 def test_dense_weights_at_k_reproduce_the_runs_rewind_point(tmp_path):
-    exp = _experiment(tmp_path, "rewind", rewind_iteration=60, iterations=120, learning_rate=1.2e-3, rounds=2)
+    exp = lenet_experiment(tmp_path, "rewind", rewind_iteration=60, iterations=120, learning_rate=1.2e-3, rounds=2)
     saved = exp.rewind_weights_path(0, "ticket", 0)
     with np.load(saved) as f:
         expected = dict(f)
@@ -85,7 +78,7 @@ def test_dense_weights_at_k_reproduce_the_runs_rewind_point(tmp_path):
         assert np.all(kernel[~m.astype(bool)] == 0)
 
 
-def test_results_are_atomic_files_in_the_experiment(high_lr):
+def test_results_are_atomic_files_in_thelenet_experiment(high_lr):
     instability.run_instability(high_lr.root, rewind_iterations=[0], points=11, figure=False, log=QUIET)
     # No temporary files left (".locks" is the runner's lock directory).
     left = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(high_lr.root, "instability")) for f in files
@@ -97,8 +90,8 @@ def test_results_are_atomic_files_in_the_experiment(high_lr):
 
 def test_default_trials_and_rounds_are_what_the_directory_holds(tmp_path):
     # An experiment extended with a larger --trials keeps config.json from its first run.
-    _experiment(tmp_path, "grown", iterations=100, learning_rate=1.2e-3, trials=1, rounds=2)
-    exp = _experiment(tmp_path, "grown", iterations=100, learning_rate=1.2e-3, trials=2, rounds=2)
+    lenet_experiment(tmp_path, "grown", iterations=100, learning_rate=1.2e-3, trials=1, rounds=2)
+    exp = lenet_experiment(tmp_path, "grown", iterations=100, learning_rate=1.2e-3, trials=2, rounds=2)
     path = instability.run_instability(exp.root, rewind_iterations=[0], points=2, figure=False, log=QUIET)
     df = pd.read_csv(path)
     assert sorted(zip(df["trial"], df["round"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]

@@ -23,6 +23,7 @@ from lth_keras.pruning import sparsity
 from lth_keras import layers as lth_layers
 from lth_keras.experiment import runner as experiment
 from tests.helpers import REPO
+from tests.helpers.runs import lenet_rounds
 
 ROUNDS = 3
 
@@ -222,15 +223,6 @@ def test_gradual_training_resumed_from_a_checkpoint_matches_an_uninterrupted_one
 # The arm's schedule flags, through the experiment
 
 
-QUIET = lambda s: None  # noqa: E731
-
-
-def _run(tmp_path, name, **kw):
-    base = dict(model="lenet", dataset="synthetic", validation_size=200, iterations=60, eval_every=30, rounds=3,
-                experiment=name, tensorboard=False, synthetic_sizes=(600, 100))
-    base.update(kw)
-    return experiment.train_and_evaluate(experiment.ExperimentConfig(**base), str(tmp_path), log=QUIET)
-
 
 def _mask(exp, arm, round_):
     with np.load(os.path.join(exp.round_dir(0, arm, round_), "mask.npz")) as f:
@@ -245,7 +237,7 @@ def test_the_gradual_arms_schedule_comes_from_its_flags(tmp_path):
         {"begin": 0.0, "end": 2 / 3, "frequency": 100}
 
     def trained(name, **kw):
-        exp = _run(tmp_path, name, rounds=2, controls=("gradual",), deterministic=True, **kw)
+        exp = lenet_rounds(tmp_path, name, rounds=2, controls=("gradual",), deterministic=True, **kw)
         with np.load(os.path.join(exp.round_dir(0, "gradual", 1), "trained_weights.npz")) as f:
             return {k: f[k] for k in f.files if k != "paths"}, _mask(exp, "gradual", 1)
 

@@ -4,34 +4,16 @@ end to end through `python -m lth_keras.main` (slow).
 
 import math
 import os
-import re
-import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers.runs import own_lines, run_main
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 
-# TensorFlow/absl C++ log lines (and the continuation line of TF's CPU
-# feature message), which the binary does not control.
-_TF_NOISE = re.compile(r"^([IWEF]\d{4} |WARNING|To enable the following instructions)")
-
-
-def run_main(*args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "-m", "lth_keras.main", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def own_lines(stderr):
-    return [l for l in stderr.splitlines() if l.strip() and not _TF_NOISE.match(l)]
 
 
 def _round_half_up(x):

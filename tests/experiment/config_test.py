@@ -13,9 +13,9 @@ import pytest
 
 from lth_keras import datasets, models
 from lth_keras.experiment import config as experiment_config
-from lth_keras.experiment import runner as experiment
 from lth_keras.experiment.config import ConfigError, ExperimentConfig
 from lth_keras.storage import resume
+from tests.helpers.runs import lenet_rounds
 
 # The fault-injection runs' experiment (tests/e2e/faults_test.py): two trials.
 TINY = dict(
@@ -132,15 +132,6 @@ def test_load_dataset_builds_the_data_the_config_names():
 # -- through the experiment: refused before anything is written ----------------------
 
 
-QUIET = lambda s: None  # noqa: E731
-
-
-def _run(tmp_path, name, **kw):
-    base = dict(model="lenet", dataset="synthetic", validation_size=200, iterations=60, eval_every=30, rounds=3,
-                experiment=name, tensorboard=False, synthetic_sizes=(600, 100))
-    base.update(kw)
-    return experiment.train_and_evaluate(experiment.ExperimentConfig(**base), str(tmp_path), log=QUIET)
-
 
 @pytest.mark.parametrize("kw, flag, message", [
     (dict(pattern="2:4", rounds=5), "pattern", "above the pattern's cap 0.5"),
@@ -151,7 +142,7 @@ def _run(tmp_path, name, **kw):
 ])
 def test_a_pattern_the_rounds_would_break_is_refused_before_anything_is_written(tmp_path, kw, flag, message):
     with pytest.raises(ConfigError) as e:
-        _run(tmp_path, "bad", **kw)
+        lenet_rounds(tmp_path, "bad", **kw)
     assert e.value.flag == flag and message in str(e.value), str(e.value)
     assert not os.path.exists(tmp_path / "bad")
 
@@ -163,5 +154,5 @@ def test_a_pattern_the_rounds_would_break_is_refused_before_anything_is_written(
 ])
 def test_bad_gradual_schedules_name_their_flag(tmp_path, kw, flag):
     with pytest.raises(ConfigError) as e:
-        _run(tmp_path, "bad", controls=("gradual",), **kw)
+        lenet_rounds(tmp_path, "bad", controls=("gradual",), **kw)
     assert e.value.flag == flag

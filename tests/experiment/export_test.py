@@ -18,21 +18,15 @@ import pytest
 
 from lth_keras import datasets
 from lth_keras.experiment import export
-from lth_keras.experiment import runner as experiment
+from tests.helpers.runs import EXPORT_ROUND, EXPORT_SIZES, export_experiment
 
-SIZES = (500, 100)
-ROUND = 2  # dense rate 0.6: 0.4^2 = 16% of the hidden weights left
+SIZES, ROUND = EXPORT_SIZES, EXPORT_ROUND
 
 
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
     """A 3-round LeNet IMP experiment on synthetic data, ticket at P_m ~16%."""
-    config = experiment.ExperimentConfig(
-        model="lenet", dataset="synthetic", synthetic_sizes=SIZES, validation_size=100,
-        iterations=40, eval_every=20, rounds=ROUND + 1, prune_rate_dense=0.6, prune_rate_output=0.3,
-        tensorboard=False, checkpoint_every=0, output_dir=str(tmp_path_factory.mktemp("runs")),
-    )
-    return experiment.train_and_evaluate(config, log=lambda message: None).root
+    return export_experiment(str(tmp_path_factory.mktemp("runs")))
 
 
 def _batch(n=32):

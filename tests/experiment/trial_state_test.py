@@ -23,8 +23,8 @@ from lth_keras import layers
 from lth_keras.experiment import trial_state
 from lth_keras.pruning import snapshots
 from lth_keras.storage.experiment_dir import ExperimentDir
-from lth_keras.experiment import runner as experiment
 from lth_keras.pruning import sparsity
+from tests.helpers.runs import lenet_rounds
 
 
 def _model():
@@ -87,15 +87,6 @@ def test_the_trial_holds_the_data_it_was_given(tmp_path):
 # -- --pattern=N:M in the experiment: the ticket's rounds and the gradual arm's ----------
 
 
-QUIET = lambda s: None  # noqa: E731
-
-
-def _run(tmp_path, name, **kw):
-    base = dict(model="lenet", dataset="synthetic", validation_size=200, iterations=60, eval_every=30, rounds=3,
-                experiment=name, tensorboard=False, synthetic_sizes=(600, 100))
-    base.update(kw)
-    return experiment.train_and_evaluate(experiment.ExperimentConfig(**base), str(tmp_path), log=QUIET)
-
 
 def _min_kept_per_group(mask, axis, m=4):
     return int(np.moveaxis(mask != 0, axis, -1).reshape(-1, m).sum(-1).min())
@@ -109,8 +100,8 @@ def _mask(exp, arm, round_):
 @pytest.mark.parametrize("scope", ["layerwise", "global"])
 def test_pattern_rounds_are_n_m_and_prune_as_many_weights(tmp_path, scope):
     kw = dict(pruning=scope, prune_rate_dense=0.2, prune_rate_output=0.1)
-    plain = _run(tmp_path / "plain", "p", **kw)
-    structured = _run(tmp_path / "nm", "p", pattern="2:4", controls=("gradual",), **kw)
+    plain = lenet_rounds(tmp_path / "plain", "p", **kw)
+    structured = lenet_rounds(tmp_path / "nm", "p", pattern="2:4", controls=("gradual",), **kw)
     for r in (1, 2):
         nm, free = _mask(structured, "ticket", r), _mask(plain, "ticket", r)
         for name, mask in nm.items():
@@ -126,14 +117,14 @@ def test_pattern_rounds_are_n_m_and_prune_as_many_weights(tmp_path, scope):
 
 
 def test_pruned_to_the_cap_the_masks_are_exactly_n_m(tmp_path):
-    exp = _run(tmp_path, "cap", pattern="2:4", prune_rate_dense=0.5, prune_rate_output=0.5, rounds=2)
+    exp = lenet_rounds(tmp_path, "cap", pattern="2:4", prune_rate_dense=0.5, prune_rate_output=0.5, rounds=2)
     mask = _mask(exp, "ticket", 1)
     assert all(sparsity.pattern_violations(m, "2:4", 0) == 0 and m.mean() == 0.5 for m in mask.values())
 
 
 def test_pattern_exclude_leaves_a_layer_unstructured(tmp_path):
     # Conv-2's first conv has one input channel: no groups of 4 along it.
-    exp = _run(tmp_path, "c", model="conv2", pattern="2:4", pattern_exclude=("conv_1",), rounds=2,
+    exp = lenet_rounds(tmp_path, "c", model="conv2", pattern="2:4", pattern_exclude=("conv_1",), rounds=2,
                iterations=30, eval_every=30)
     mask = _mask(exp, "ticket", 1)
     assert mask["conv_1"].sum() < mask["conv_1"].size  # still pruned, without the pattern

@@ -10,6 +10,9 @@
 - `faults`: a disk that fills up and a lock held by another process.
 - `csv_experiments`: CSV-only experiment directories (summary.csv, curve.csv)
   and a figures/ directory with its manifest, for the plots and figures.
+- `runs`: small real experiments and the binary's command line, shared by
+  a module's tests and its program's.
+- `small_models`: a Sequential of masked and plain layers, random masks.
 
 ``REPO`` is the repository's root (``python -m`` and the scripts run from it).
 """

@@ -15,6 +15,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 
 PMS = [100.0, 51.3, 21.1, 7.0, 3.6]  # P_m of rounds 0..4
 ITERATIONS = [0, 100, 200, 300]
@@ -81,3 +82,35 @@ def figures_dir(tmp_path, runs, panel=False):
             {"name": "both/panel", "plot": "early_stop_panel", "experiments": ["a", "b"]})
     (fdir / "manifest.json").write_text(json.dumps(manifest))
     return fdir, manifest
+
+
+
+def files_under(directory):
+    """Every file under `directory`, relative to it, sorted."""
+    return sorted(os.path.relpath(os.path.join(d, f), directory) for d, _, fs in os.walk(directory) for f in fs)
+
+
+def expected_figures(names, prefix=""):
+    return sorted(os.path.join(prefix, f"{n}.{ext}") for n in names for ext in ("png", "pdf"))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """An --output_dir with two experiments; "b" lacks random_mask."""
+    make_experiment(str(tmp_path / "runs" / "a"), trials=2, rounds=4)
+    make_experiment(str(tmp_path / "runs" / "b"), trials=2, rounds=3, arms=("ticket", "reinit"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def fake_save(monkeypatch):
+    """plotting.save writing empty files: the file-set logic without rendering."""
+    from lth_keras.analysis import plotting
+
+    def save(fig, path, formats=("png", "pdf"), dpi=150):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        paths = [f"{path}.{f}" for f in formats]
+        for q in paths:
+            open(q, "w").close()
+        return paths
+    monkeypatch.setattr(plotting, "save", save)

@@ -21,6 +21,7 @@ import lth_keras
 from lth_keras import callbacks as lth_callbacks
 from lth_keras import layers as lth_layers
 from lth_keras import pruning
+from tests.helpers.small_models import random_mask, small_model
 
 IMAGE = (32, 32, 3)
 TOKENS = 8
@@ -371,26 +372,6 @@ def test_a_model_that_cannot_be_recreated_gets_an_error_saying_what_to_add():
 
 
 # ============================================================== fold_masks of models built from masked layers
-
-
-def random_mask(shape, seed, keep=0.5):
-    return (np.random.default_rng(seed).random(shape) < keep).astype("float32")
-
-
-def small_model():
-    return keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
-            lth_keras.MaskedConv2D(3, 3, name="conv"),
-            keras.layers.Flatten(),
-            lth_keras.MaskedDense(5, activation="relu", name="fc"),
-            keras.layers.Dense(4, name="plain"),
-            lth_keras.MaskedDense(2, name="out"),
-        ]
-    )
-
-
-# ============================================================== fold_masks
 
 
 def check_folded(model, x):

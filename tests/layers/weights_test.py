@@ -13,30 +13,13 @@ import tensorflow as tf
 import lth_keras
 from lth_keras import layers as lth_layers
 from tests.helpers.user_layers import UserMaskedLinear
+from tests.helpers.small_models import random_mask, small_model
 
 
 def rand(shape, seed=0, dtype="float32"):
     return np.random.default_rng(seed).normal(size=shape).astype(dtype)
 
 
-def random_mask(shape, seed, keep=0.5):
-    return (np.random.default_rng(seed).random(shape) < keep).astype("float32")
-
-
-# ============================================================== model-level helpers
-
-
-def small_model():
-    return keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
-            lth_keras.MaskedConv2D(3, 3, name="conv"),
-            keras.layers.Flatten(),
-            lth_keras.MaskedDense(5, activation="relu", name="fc"),
-            keras.layers.Dense(4, name="plain"),
-            lth_keras.MaskedDense(2, name="out"),
-        ]
-    )
 
 
 def test_masked_layers_and_weights_in_model_order_including_nested():

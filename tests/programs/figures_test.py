@@ -16,7 +16,8 @@ from absl.testing import flagsaver
 from lth_keras import figures
 from lth_keras.analysis import plotting
 from tests.helpers import REPO
-from tests.helpers.csv_experiments import figures_dir, make_experiment
+from tests.helpers.csv_experiments import fake_save, figures_dir, runs  # noqa: F401 - fixtures
+from tests.helpers.csv_experiments import expected_figures, files_under
 
 NAMES = ("accuracy_curves",) + plotting.PAPER_METRICS + ("early_stop_panel",)
 
@@ -27,34 +28,6 @@ def _cli(args, real=True, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "lth_keras.figures", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
 
-
-def _files(directory):
-    return sorted(os.path.relpath(os.path.join(d, f), directory)
-                  for d, _, fs in os.walk(directory) for f in fs)
-
-
-def _expected(prefix=""):
-    return sorted(os.path.join(prefix, f"{n}.{ext}") for n in NAMES for ext in ("png", "pdf"))
-
-
-@pytest.fixture
-def runs(tmp_path):
-    """An --output_dir with two experiments; "b" lacks random_mask."""
-    make_experiment(str(tmp_path / "runs" / "a"), trials=2, rounds=4)
-    make_experiment(str(tmp_path / "runs" / "b"), trials=2, rounds=3, arms=("ticket", "reinit"))
-    return tmp_path / "runs"
-
-
-@pytest.fixture
-def fake_save(monkeypatch):
-    """plotting.save writing empty files: the file-set logic without rendering."""
-    def save(fig, path, formats=("png", "pdf"), dpi=150):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        paths = [f"{path}.{f}" for f in formats]
-        for q in paths:
-            open(q, "w").close()
-        return paths
-    monkeypatch.setattr(plotting, "save", save)
 
 
 def _main(argv):
@@ -107,8 +80,8 @@ def test_cli_writes_png_and_pdf(runs, tmp_path):
     out = tmp_path / "out"
     r = _cli([f"--results={runs / 'a'}", f"--out={out}", "--dpi=40"])
     assert r.returncode == 0, r.stderr
-    assert _files(out) == _expected()
-    for f in _files(out):
+    assert files_under(out) == expected_figures(NAMES)
+    for f in files_under(out):
         assert f"wrote {out / f}" in r.stdout
         assert os.path.getsize(out / f) > 0
     assert "missing: a: ticket at P_m 3.6%: no round within 10%" in r.stdout
@@ -130,7 +103,7 @@ def test_real_entry_point(runs, tmp_path):
     out = tmp_path / "out"
     r = _cli([f"--results={runs / 'a'}", f"--out={out}", "--formats=png", "--dpi=30"], real=True)
     assert r.returncode == 0, r.stderr
-    assert _files(out) == [f"{n}.png" for n in sorted(NAMES)]
+    assert files_under(out) == [f"{n}.png" for n in sorted(NAMES)]
 
 
 def test_regenerate_flag(runs, tmp_path, fake_save, capsys):

@@ -6,7 +6,6 @@ What it measures is tested in tests/analysis/instability_test.py.
 """
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -17,26 +16,14 @@ import pandas as pd
 import pytest
 
 from lth_keras import instability
-from lth_keras.experiment import runner as experiment
 from lth_keras.storage.experiment_dir import ExperimentDir
+from tests.helpers.runs import lenet_experiment, own_lines
 from tests.helpers import REPO
-
-QUIET = lambda s: None  # noqa: E731
-# TensorFlow's C++ start-up lines, which the binary does not control (as in main_test).
-_TF_NOISE = re.compile(r"^([IWEF]\d{4} |WARNING|To enable the following instructions)")
-
-
-def _experiment(tmp_path, name, **kw):
-    base = dict(model="lenet", dataset="synthetic", validation_size=200, iterations=300, eval_every=100,
-                rounds=1, experiment=name, tensorboard=False, optimizer="adam", learning_rate=0.03,
-                batch_size=20)
-    base.update(kw)
-    return experiment.train_and_evaluate(experiment.ExperimentConfig(**base), str(tmp_path), log=QUIET)
 
 
 @pytest.fixture(scope="module")
 def high_lr(tmp_path_factory):
-    return _experiment(tmp_path_factory.mktemp("inst"), "high_lr")
+    return lenet_experiment(tmp_path_factory.mktemp("inst"), "high_lr")
 
 
 def _main(argv):
@@ -56,7 +43,7 @@ def _cli(args):
 
 
 def test_resume_after_sigkill(tmp_path):
-    exp = _experiment(tmp_path / "a", "killed", iterations=400, learning_rate=1.2e-3, rounds=2)
+    exp = lenet_experiment(tmp_path / "a", "killed", iterations=400, learning_rate=1.2e-3, rounds=2)
     clean = str(tmp_path / "clean")
     shutil.copytree(exp.root, clean)
     args = ["--rewind_iterations=0,100", "--points=5", "--nofigure"]
@@ -110,7 +97,7 @@ def test_bad_flags_are_one_line_errors(high_lr, tmp_path, args, message):
 def test_bad_flag_from_the_command_line_is_one_line(tmp_path):
     proc = _cli([f"--results={tmp_path / 'nope'}"])
     _, err = proc.communicate(timeout=120)
-    own = [line for line in err.splitlines() if line.strip() and not _TF_NOISE.match(line)]
+    own = own_lines(err)
     assert proc.returncode != 0 and "Traceback" not in err
     assert own == [f"error: --results: {str(tmp_path / 'nope')!r} does not exist."], err
 
@@ -122,7 +109,7 @@ def test_a_trial_under_analysis_is_refused_or_waited_for(tmp_path):
 
     from lth_keras.storage import locks
 
-    exp = _experiment(tmp_path, "locked", iterations=100, learning_rate=1.2e-3, rounds=1)
+    exp = lenet_experiment(tmp_path, "locked", iterations=100, learning_rate=1.2e-3, rounds=1)
     held = locks.FileLock(ExperimentDir(exp.root).instability_lock_path(0))
     held.acquire()
     try:

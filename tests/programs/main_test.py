@@ -25,6 +25,7 @@ from absl import flags
 from lth_keras.experiment import runner as experiment
 from lth_keras import main as lth_main
 from tests.helpers import REPO
+from tests.helpers.runs import own_lines, run_main
 
 FLAGS_DIR = os.path.join(REPO, "flags")
 
@@ -32,21 +33,6 @@ FLAGS_DIR = os.path.join(REPO, "flags")
 # A tiny run on synthetic data (about a second of training per round).
 TINY = ["--dataset=synthetic", "--validation_size=200", "--iterations=100", "--eval_every=50", "--tensorboard=false"]
 
-# TensorFlow/absl C++ log lines (and the continuation line of TF's CPU
-# feature message), which the binary does not control.
-_TF_NOISE = re.compile(r"^([IWEF]\d{4} |WARNING|To enable the following instructions)")
-
-
-def run_main(*args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "-m", "lth_keras.main", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def own_lines(stderr):
-    return [l for l in stderr.splitlines() if l.strip() and not _TF_NOISE.match(l)]
 
 
 def assert_clean_error(proc, flag):
