@@ -121,8 +121,9 @@ class StaticSparse(keras.callbacks.Callback):
         mw.weight.assign((weight * mask).astype(weight.dtype))
 
     def _row(self, step, fraction, moved):
+        density = self._density()
         return {"step": step, "drop_fraction": fraction, "moved": moved,
-                "density": self._density(), "active": int(round(self._density() * self._total()))}
+                "density": density, "active": int(round(density * self._total()))}
 
     def to_csv(self, path):
         """Writes one row per mask change (the draw, then each update)."""
@@ -185,7 +186,6 @@ class SET(StaticSparse):
         self._last_update = step // self.update_frequency
         fraction = drop_grow.drop_fraction_at(step, self.drop_fraction, self.end_step)
         moved = 0
-        changed = {}
         for i, mw in enumerate(self._weights):
             weight = keras.ops.convert_to_numpy(mw.weight)
             mask = keras.ops.convert_to_numpy(mw.mask)
@@ -195,9 +195,9 @@ class SET(StaticSparse):
                                                           require_positive=self.grow_by_gradient)
             if dropped.any():
                 self._assign(mw, new)
-                changed[id(mw.weight)] = dropped | grown
+                # A grown weight starts afresh; a dropped one must not be pushed off 0.
+                snapshots.zero_optimizer_slots(self.model.optimizer, mw.weight, dropped | grown)
                 moved += int(dropped.sum())
-        _reset_slots(self.model.optimizer, self._weights, changed)
         self.rows.append(self._row(step, fraction, moved))
         if self.verbose > 1:
             _fit.say(f"{type(self).__name__} step {step}: moved {moved} weights (f={fraction:.3f})")
@@ -238,17 +238,3 @@ class RigL(SET):
     def _grow_scores(self, logs):
         return _dense_gradient.pop_gradients(logs, len(self._weights))
 
-
-def _reset_slots(optimizer, weights, changed):
-    """Zeroes the optimizer slots of the entries that moved (a grown weight
-    starts afresh; a dropped one must not be pushed off 0)."""
-    if optimizer is None or not getattr(optimizer, "built", False) or not changed:
-        return
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    for mw in weights:
-        moved = changed.get(id(mw.weight))
-        if moved is None:
-            continue
-        for slot in snapshots.slots_of(optimizer, mw.weight):
-            value = keras.ops.convert_to_numpy(slot)
-            slot.assign(np.where(moved, np.zeros_like(value), value))

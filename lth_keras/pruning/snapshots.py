@@ -30,7 +30,7 @@ from lth_keras import layers
 from lth_keras.pruning import magnitude as pruning
 
 __all__ = ["WeightSnapshot", "prune_model", "reset_optimizer_state", "default_output_layer",
-           "zero_pruned_optimizer_slots", "masked_weights_of", "slots_of"]
+           "zero_pruned_optimizer_slots", "zero_optimizer_slots", "masked_weights_of", "slots_of"]
 
 
 class WeightSnapshot:
@@ -192,16 +192,21 @@ def zero_pruned_optimizer_slots(optimizer, model) -> None:
     With zero slots and zero gradient, Adam, SGD, RMSprop and Adagrad leave
     the weight exactly 0.
     """
+    for mw in layers.masked_weights(model):
+        pruned = keras.ops.convert_to_numpy(mw.mask) == 0
+        if pruned.any():
+            zero_optimizer_slots(optimizer, mw.weight, pruned)
+
+
+def zero_optimizer_slots(optimizer, variable, where) -> None:
+    """Zeroes `variable`'s optimizer slots at the entries where `where` is
+    true (nothing before the optimizer is built: its slots start at 0)."""
     if optimizer is None or not getattr(optimizer, "built", False):
         return
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    for mw in layers.masked_weights(model):
-        keep = keras.ops.convert_to_numpy(mw.mask) != 0
-        if keep.all():
-            continue
-        for slot in slots_of(optimizer, mw.weight):
-            value = keras.ops.convert_to_numpy(slot)
-            slot.assign(np.where(keep, value, np.zeros_like(value)))
+    for slot in slots_of(optimizer, variable):
+        value = keras.ops.convert_to_numpy(slot)
+        slot.assign(np.where(where, np.zeros_like(value), value))
 
 
 def masked_weights_of(model, function):

@@ -12,15 +12,8 @@ import sys
 import pytest
 
 from tests.helpers import REPO as ROOT
+from tests.helpers.runs import subprocess_env
 
-
-def _env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env.update(extra)
-    return env
 
 
 # -- benchmarks ---------------------------------------------------------------
@@ -33,7 +26,7 @@ def test_benchmark_smoke_prints_ratios(tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bench", "bench_training.py"), "--quick",
          "--tfmot_python", str(tmp_path / "no_such_python")],
-        capture_output=True, text=True, timeout=600, env=_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=600, env=subprocess_env(), cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout

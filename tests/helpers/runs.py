@@ -60,6 +60,16 @@ def export_experiment(output_dir):
     return experiment.train_and_evaluate(config, log=QUIET).root
 
 
+def subprocess_env(**extra):
+    """The environment of a child process that imports `tests` and sees no GPU."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    env.update(extra)
+    return env
+
+
 def run_main(*args, timeout=600):
     """``python -m lth_keras.main`` in a fresh process, from the repository's root."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -20,6 +20,7 @@ import pytest
 from lth_keras.training import distribute
 from lth_keras.experiment import runner as experiment
 from tests.helpers import REPO as ROOT
+from tests.helpers.runs import subprocess_env
 
 TINY = dict(
     model="lenet", dataset="synthetic", synthetic_sizes=(600, 100), validation_size=100,
@@ -27,21 +28,13 @@ TINY = dict(
 )
 
 
-def _env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env.update(extra)
-    return env
-
 
 def _run_script(tmp_path, name, code, *args, timeout=300, env=None):
     path = tmp_path / name
     path.write_text(textwrap.dedent(code))
     return subprocess.run(
         [sys.executable, str(path), *map(str, args)], capture_output=True, text=True,
-        timeout=timeout, env=env or _env(), cwd=ROOT,
+        timeout=timeout, env=env or subprocess_env(), cwd=ROOT,
     )
 
 
@@ -310,7 +303,7 @@ def _start_workers(tmp_path, out, extra, tag):
         procs.append(subprocess.Popen(
             [sys.executable, str(script), str(index), ports, str(out), json.dumps(extra),
              str(tmp_path / f"{tag}_final{index}.npz")],
-            stdout=log, stderr=subprocess.STDOUT, env=_env(TMPDIR=str(tmpdir)), cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(TMPDIR=str(tmpdir)), cwd=ROOT,
         ))
     return procs, scratch
 
