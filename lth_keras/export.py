@@ -60,7 +60,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_string("results", None, f"The experiment directory (<output_dir>/<experiment>, holding {layout.CONFIG_FILE}).", flag_values=flag_values)
     flags.DEFINE_integer("trial", 0, "Trial to export.", flag_values=flag_values)
     flags.DEFINE_integer("round", None, "Round to export.", flag_values=flag_values)
-    flags.DEFINE_string("arm", "ticket", f"Arm to export (rounds that store {layout.TRAINED_FILE}: ticket, gradual, tfmot_gradual).", flag_values=flag_values)
+    flags.DEFINE_string("arm", "ticket", f"Arm to export (rounds that store {layout.TRAINED_FILE}: ticket, gradual, tfmot_gradual, lr_rewind, finetune, static_erk, set, rigl).", flag_values=flag_values)
     flags.DEFINE_string("format", None, "keras, savedmodel or tflite.", flag_values=flag_values)
     flags.DEFINE_string("out", None, "Output path (.keras file, SavedModel directory or .tflite file).", flag_values=flag_values)
     flags.DEFINE_integer("check_examples", 64, "Test examples the output check runs on.", flag_values=flag_values)

@@ -14,6 +14,14 @@
     gradual: gradual magnitude pruning in-process, in Keras 3
         (`lth_keras.arms.gradual`): from θ0, dense masks pruned during
         training to the ticket's per-layer P_m at that round.
+    lr_rewind, finetune: their own chain of rounds (Renda et al. 2020):
+        each prunes its previous round's trained weights (round 1: the
+        ticket's round 0) and keeps them; lr_rewind replays the learning-rate
+        schedule from the rewind iteration, finetune trains at its final rate.
+    static_erk, set, rigl: sparse training from θ0 for a round's full
+        iterations at the ticket's P_m with ERK densities
+        (`lth_keras.arms.sparse_training`): a fixed random mask, SET's
+        random regrowth, RigL's gradient regrowth.
 
 Each arm reads the trial through `lth_keras.experiment.trial_state.TrialState`
 (see `lth_keras.arms.registry`). This module imports neither TensorFlow nor
@@ -126,4 +134,62 @@ def _gradual_train(trial, trainer, round_, **train_round_kwargs):
 
 register(Arm("gradual", _gradual_start, keeps_trained_weights=True, train=_gradual_train,
              label="Gradual (Keras 3)", color="#bcbd22", linestyle=(0, (5, 1, 1, 1)), marker="X",
+             plotted_by_default=False))
+
+
+# --------------------------------------------------------------------------
+# What tickets are measured against since 2019: pruning that keeps the trained
+# weights (Renda et al. 2020), and sparse training from scratch.
+
+
+def _chain(name):
+    """An arm with its own chain of rounds: round r prunes round r-1's trained
+    weights (round 1: the ticket's dense round 0) and starts from them."""
+
+    def previous(round_):
+        return ("ticket", 0) if round_ == 1 else (name, round_ - 1)
+
+    def start(trial, round_):
+        arm, r = previous(round_)
+        trained = trial.trained(arm, r)
+        return trial.prune(trial.masked_values(trained), trial.mask(arm, r)), trained
+
+    return start, lambda config, round_: [previous(round_)]
+
+
+_lr_start, _lr_depends = _chain("lr_rewind")
+register(Arm("lr_rewind", _lr_start, _lr_depends, keeps_trained_weights=True,
+             label="LR rewinding", color="#003f5c", linestyle="-", marker="*", plotted_by_default=False))
+_ft_start, _ft_depends = _chain("finetune")
+register(Arm("finetune", _ft_start, _ft_depends, keeps_trained_weights=True, final_learning_rate=True,
+             label="Fine-tuning", color="#7f7f7f", linestyle="--", marker="h", plotted_by_default=False))
+
+
+def _erk_start(trial, round_):
+    from lth_keras.arms import sparse_training
+
+    return sparse_training.erk_start(trial, round_)
+
+
+def _dynamic_train(grow):
+    def train(trial, trainer, round_, **train_round_kwargs):
+        from lth_keras.arms import sparse_training
+
+        return sparse_training.train_dynamic(trial, trainer, round_, grow=grow, **train_round_kwargs)
+
+    return train
+
+
+def _ticket_mask(config, round_):
+    return [("ticket", round_)]
+
+
+register(Arm("static_erk", _erk_start, _ticket_mask, keeps_trained_weights=True, rewinds=False,
+             label="Static sparse (ERK)", color="#a6761d", linestyle=":", marker="d",
+             plotted_by_default=False))
+register(Arm("set", _erk_start, _ticket_mask, keeps_trained_weights=True, rewinds=False,
+             train=_dynamic_train("random"), label="SET", color="#66a61e", linestyle="-.", marker="p",
+             plotted_by_default=False))
+register(Arm("rigl", _erk_start, _ticket_mask, keeps_trained_weights=True, rewinds=False,
+             train=_dynamic_train("gradient"), label="RigL", color="#6a3d9a", linestyle="-", marker="8",
              plotted_by_default=False))

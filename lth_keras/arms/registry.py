@@ -94,6 +94,12 @@ class Arm:
             ``train(trial, trainer, round_, **train_round_kwargs) -> curve``
             for an arm that changes its masks while it trains (its saved
             mask and P_m are then the final ones).
+        rewinds: its rounds after round 0 start at the rewind iteration k,
+            with the schedule and data order at k, for T - k steps (as the
+            ticket's); False: every round trains all T steps from 0.
+        final_learning_rate: its rounds after round 0 train at the
+            schedule's final learning rate (fine-tuning), not from the
+            schedule's start.
 
     Example:
         >>> arm = Arm("my_control", lambda trial, round_: (trial.ones(), trial.theta0))
@@ -113,6 +119,8 @@ class Arm:
     marker: Optional[str] = None
     plotted_by_default: bool = True
     train: Optional[Callable] = None
+    rewinds: bool = True
+    final_learning_rate: bool = False
 
     @property
     def external(self) -> bool:

@@ -15,7 +15,8 @@ per-layer densities that keep `1 - sparsity` of the weights (ERK by default,
 `f` decays by cosine from `drop_fraction` to 0 at `end_step`. Grown weights
 start at 0 with their optimizer state reset; every layer keeps its number of
 active weights; pruned weights stay exactly 0. One small object per method,
-on one mask/schedule core (`lth_keras.pruning.drop_grow`). They work on
+on one mask/schedule core (`lth_keras.pruning.dynamic`, on
+`lth_keras.pruning.drop_grow`; the experiment's arms share it). They work on
 masked layers and on plain models (masked in place when training starts), on
 TensorFlow, JAX and PyTorch.
 
@@ -40,7 +41,7 @@ import numpy as np
 
 from lth_keras import layers
 from lth_keras.callbacks import _dense_gradient, _fit
-from lth_keras.pruning import drop_grow, erk, snapshots
+from lth_keras.pruning import dynamic, erk, snapshots
 
 __all__ = ["StaticSparse", "SET", "RigL"]
 
@@ -86,14 +87,9 @@ class StaticSparse(keras.callbacks.Callback):
         self._weights = layers.masked_weights(self.model, exclude=self.exclude)
         if self._drawn():
             return  # resumed: the masks of the saved model are the ones training had
-        shapes = {mw.name: tuple(mw.weight.shape) for mw in self._weights}
-        densities = erk.layer_densities(shapes, 1.0 - self.sparsity, self.distribution, self.power_scale)
-        counts = erk.kept_counts(shapes, densities)
-        rng = np.random.default_rng(self.seed)
-        for mw in self._weights:
-            mask = np.zeros(int(np.prod(shapes[mw.name])), mw.mask.dtype)
-            mask[rng.choice(mask.size, counts[mw.name], replace=False)] = 1
-            self._assign(mw, mask.reshape(shapes[mw.name]))
+        dynamic.assign_masks(self._weights, dynamic.draw_masks(
+            self._weights, 1.0 - self.sparsity, distribution=self.distribution, power_scale=self.power_scale,
+            seed=self.seed))
         snapshots.zero_pruned_optimizer_slots(self.model.optimizer, self.model)
         self.rows.append(self._row(self._step(), 0.0, 0))
         if self.verbose:
@@ -113,12 +109,6 @@ class StaticSparse(keras.callbacks.Callback):
 
     def _step(self):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
-    @staticmethod
-    def _assign(mw, mask):
-        mw.mask.assign(mask.astype(mw.mask.dtype))
-        weight = keras.ops.convert_to_numpy(mw.weight)
-        mw.weight.assign((weight * mask).astype(weight.dtype))
 
     def _row(self, step, fraction, moved):
         density = self._density()
@@ -184,20 +174,8 @@ class SET(StaticSparse):
         if not self._due(step) or (self.grow_by_gradient and scores is None):
             return  # RigL without a gradient waits: the next step computes one
         self._last_update = step // self.update_frequency
-        fraction = drop_grow.drop_fraction_at(step, self.drop_fraction, self.end_step)
-        moved = 0
-        for i, mw in enumerate(self._weights):
-            weight = keras.ops.convert_to_numpy(mw.weight)
-            mask = keras.ops.convert_to_numpy(mw.mask)
-            n = drop_grow.num_to_move(int(mask.sum()), fraction)
-            grow = scores[i] if scores is not None else drop_grow.random_scores(mask.shape, self._rng)
-            new, dropped, grown = drop_grow.drop_and_grow(weight, mask, n, grow_scores=np.abs(grow),
-                                                          require_positive=self.grow_by_gradient)
-            if dropped.any():
-                self._assign(mw, new)
-                # A grown weight starts afresh; a dropped one must not be pushed off 0.
-                snapshots.zero_optimizer_slots(self.model.optimizer, mw.weight, dropped | grown)
-                moved += int(dropped.sum())
+        fraction, moved = dynamic.update(self._weights, self.model.optimizer, step, drop_fraction=self.drop_fraction,
+                                         end_step=self.end_step, grow_scores=scores, rng=self._rng)
         self.rows.append(self._row(step, fraction, moved))
         if self.verbose > 1:
             _fit.say(f"{type(self).__name__} step {step}: moved {moved} weights (f={fraction:.3f})")

@@ -92,6 +92,15 @@ class ExperimentConfig:
                                 "round's iterations (polynomial decay, power 3, as TFMOT).", defining="if_set")
     gradual_frequency: int = _field(100, "The gradual arm updates its masks every this many iterations.",
                                     defining="if_set")
+    # The sparse-training arms' schedule (static_erk, set, rigl); RigL's
+    # defaults for drop fraction and end (Evci et al. 2020).
+    dst_update_frequency: int = _field(100, "The set and rigl arms move their masks every this many iterations.",
+                                       defining="if_set")
+    dst_drop_fraction: float = _field(0.3, "The set and rigl arms' first update moves this fraction of each "
+                                      "layer's active weights; it decays by cosine to 0 at --dst_end.",
+                                      defining="if_set")
+    dst_end: float = _field(0.75, "The set and rigl arms stop moving masks at this fraction of a round's "
+                            "iterations.", defining="if_set")
     rewind_iteration: int = _field(0, "Reset to the weights at this iteration k instead of θ0 (late resetting); rounds after the first then train iterations k+1..T, with the schedule and data order continuing from k.")
     one_shot: bool = _field(False, "Prune each round's sparsity directly from the dense-trained weights.")
     seed: int = _field(0, "Base seed; trial t uses seed + 1000 * t.")
@@ -217,6 +226,13 @@ class ExperimentConfig:
             flag = "gradual_frequency" if "frequency" in str(e) else "gradual_begin" if self.gradual_begin < 0 \
                 else "gradual_end"
             raise ConfigError(flag, str(e)) from None
+        if isinstance(self.dst_update_frequency, bool) or not isinstance(self.dst_update_frequency, int) \
+                or self.dst_update_frequency < 1:
+            raise ConfigError("dst_update_frequency", f"must be an integer >= 1, got {self.dst_update_frequency!r}.")
+        if not 0 <= self.dst_drop_fraction <= 1:
+            raise ConfigError("dst_drop_fraction", f"must be in [0, 1], got {self.dst_drop_fraction!r}.")
+        if not 0 < self.dst_end <= 1:
+            raise ConfigError("dst_end", f"must be in (0, 1] (a fraction of --iterations), got {self.dst_end!r}.")
         if self.pattern is not None:
 
             try:

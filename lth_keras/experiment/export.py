@@ -61,7 +61,9 @@ def load_masked_model(results_dir: str, trial: int, round_: int, arm: str = "tic
 
     Raises:
         ExportError: no such experiment or round, or the round stores no
-            trained weights (only ticket, gradual and tfmot_gradual rounds do).
+            trained weights (the arms whose ``keeps_trained_weights`` is set:
+            ticket, gradual, tfmot_gradual, lr_rewind, finetune, static_erk,
+            set and rigl).
     """
     from lth_keras import layers, models
     from lth_keras.pruning import snapshots

@@ -213,14 +213,17 @@ class _Trial:
             # Masks and reset weights: the chief's, on every replica of every worker.
             self.sync.variables(self.model.variables)
             mask = layers.get_masks(self.model)
-        self.trainer.reset_round(iteration=self._first_iteration(round_))
+        final = arm.final_learning_rate and round_ > 0
+        self.trainer.reset_round(iteration=self._first_iteration(arm, round_),
+                                 schedule_iteration=self.config.iterations if final else None)
         return mask, self.state.snapshot()
 
-    def _first_iteration(self, round_):
+    def _first_iteration(self, arm, round_):
         """Where a round starts: a rewound round (after round 0) continues from
         the rewind iteration k, with the schedule and data order at k, for
-        the remaining T - k steps (Frankle et al. 2019, OpenLTH)."""
-        return self.config.rewind_iteration if round_ > 0 else 0
+        the remaining T - k steps (Frankle et al. 2019, OpenLTH); an arm
+        that does not rewind trains all T steps from 0."""
+        return self.config.rewind_iteration if round_ > 0 and arm.rewinds else 0
 
     def _resume(self, tag, state_path, first):
         """(curve, start iteration, elapsed seconds) from the round's checkpoint."""
@@ -260,10 +263,10 @@ class _Trial:
         checkpoint_dir = exp_dir.checkpoint_path(trial, arm.name, round_)
         state_path = exp_dir.checkpoint_state_path(trial, arm.name, round_)
         curve, start_iteration, elapsed = self._resume(f"trial {trial} {arm.name} round {round_}", state_path,
-                                                       self._first_iteration(round_))
+                                                       self._first_iteration(arm, round_))
         stops = self._rewind_stops(arm, round_, start_iteration, checkpoint_dir)
         tag = f"trial {trial} {arm.name} round {round_} (P_m {pm:.1f}%{' at start' if arm.train else ''})"
-        wall = self._train(arm.name, round_, tag, curve, start_iteration, elapsed, stops, state_path)
+        wall = self._train(arm, round_, tag, curve, start_iteration, elapsed, stops, state_path)
         if arm.train is not None:  # it pruned while training: its mask is the final one
             from lth_keras import layers
 
@@ -285,7 +288,7 @@ class _Trial:
         from lth_keras.experiment import trial_state
 
         total, every = self.config.iterations, self.config.checkpoint_every
-        writer = self._tensorboard_writer(arm, round_)
+        writer = self._tensorboard_writer(arm.name, round_)
         began = time.perf_counter()
         last_checkpoint = [start_iteration]
 
@@ -305,13 +308,12 @@ class _Trial:
 
         for row in curve:
             row.pop("seconds", None)
-        kwargs = dict(start_iteration=start_iteration, round_start=self._first_iteration(round_),
+        kwargs = dict(start_iteration=start_iteration, round_start=self._first_iteration(arm, round_),
                       curve=curve, on_eval=on_eval, stops=stops)
-        train = arms.get(arm).train
-        if train is None:
+        if arm.train is None:
             self.trainer.train_round(**kwargs)
         else:
-            train(self.state, self.trainer, round_, **kwargs)
+            arm.train(self.state, self.trainer, round_, **kwargs)
         if writer is not None:
             writer.close()
         for row in curve:

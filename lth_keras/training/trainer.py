@@ -386,7 +386,7 @@ class Trainer:
         loss, correct = self._eval_split(x, y)
         return float(loss) / n, float(correct) / n
 
-    def reset_round(self, iteration: int = 0) -> None:
+    def reset_round(self, iteration: int = 0, schedule_iteration: int | None = None) -> None:
         """Re-initialises the optimizer (moments, momentum, accumulators and
         its iteration count) for a round that starts at `iteration`: 0 for
         a round from θ0, the rewind iteration k for a rewound round.
@@ -400,16 +400,20 @@ class Trainer:
         large.) This is OpenLTH's behaviour: its PyTorch optimizer restarts
         while the schedule is stepped to k. The step count is the
         optimizer's ``iterations`` plus k (`round_iteration`).
+
+        `schedule_iteration` (default `iteration`) is where the schedule
+        starts instead: fine-tuning passes ``hp.iterations`` to train at
+        the schedule's final rate (Renda et al. 2020).
         """
         if not 0 <= iteration < self.hp.iterations:
             raise ValueError(f"iteration must be in [0, {self.hp.iterations}), got {iteration}.")
         snapshots.reset_optimizer_state(self.optimizer)
-        self._schedule_offset.assign(iteration)
+        self._schedule_offset.assign(iteration if schedule_iteration is None else int(schedule_iteration))
 
     @property
     def round_iteration(self) -> int:
-        """The iteration the model is at: the round's start plus the
-        optimizer's steps since `reset_round`."""
+        """The learning-rate schedule's iteration: where `reset_round` put
+        it plus the optimizer's steps since."""
         return int(self._schedule_offset.numpy()) + int(self.optimizer.iterations.numpy())
 
     @property

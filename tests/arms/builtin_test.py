@@ -159,3 +159,22 @@ def test_each_arm_reaches_the_tickets_total_global(tmp_path):
             assert per_layer[name] == per_layer[name[: -len("_shuffled")]]
     # Global PaI chooses its own per-layer sparsities.
     assert len({tuple(sorted(c.items())) for c in per_layer.values()}) > 1
+
+
+def test_the_arms_tickets_are_measured_against_declare_their_rounds():
+    from lth_keras import arms
+
+    # lr_rewind and finetune: their own chain, from the ticket's dense round 0.
+    for name in ("lr_rewind", "finetune"):
+        arm = arms.get(name)
+        assert arm.depends(None, 1) == [("ticket", 0)]
+        assert arm.depends(None, 3) == [(name, 2)]
+        assert arm.keeps_trained_weights and arm.rewinds
+    assert arms.get("finetune").final_learning_rate and not arms.get("lr_rewind").final_learning_rate
+    # static_erk, set, rigl: the ticket's round (its P_m), from θ0 for all T iterations.
+    for name in ("static_erk", "set", "rigl"):
+        arm = arms.get(name)
+        assert arm.depends(None, 2) == [("ticket", 2)]
+        assert not arm.rewinds and arm.keeps_trained_weights and not arm.final_learning_rate
+    assert arms.get("static_erk").train is None and arms.get("set").train and arms.get("rigl").train
+    assert set(arms.controls()) >= {"lr_rewind", "finetune", "static_erk", "set", "rigl"}
