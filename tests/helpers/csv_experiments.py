@@ -114,3 +114,15 @@ def fake_save(monkeypatch):
             open(q, "w").close()
         return paths
     monkeypatch.setattr(plotting, "save", save)
+
+
+def curve_row(it, val_loss, val_acc=0.5, test_acc=0.5, train_acc=None, train_loss=None):
+    """One row of a round's curve.csv (`lth_keras.storage.curves.CURVE_COLUMNS`)."""
+    return dict(
+        iteration=it,
+        train_loss=train_loss,
+        train_accuracy=train_acc,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+        test_accuracy=test_acc,
+    )

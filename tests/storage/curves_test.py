@@ -10,17 +10,10 @@ from lth_keras.storage import curves
 from lth_keras.storage.curves import early_stop_metrics
 from lth_keras.storage.errors import CorruptResultError
 from lth_keras.storage.files import atomic_write_csv
+from tests.helpers.csv_experiments import curve_row
 
 
-def _row(it, val_loss, val_acc=0.5, test_acc=0.5, train_acc=None, train_loss=None):
-    return dict(
-        iteration=it,
-        train_loss=train_loss,
-        train_accuracy=train_acc,
-        val_loss=val_loss,
-        val_accuracy=val_acc,
-        test_accuracy=test_acc,
-    )
+_row = curve_row
 
 
 def test_a_curve_reads_back_with_typed_cells(tmp_path):

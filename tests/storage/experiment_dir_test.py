@@ -16,6 +16,7 @@ from lth_keras.storage.errors import ConfigMismatchError, ResultsWriteError
 from lth_keras.storage.files import atomic_write_npz
 from lth_keras.storage.summary import load_summary
 from tests.helpers.faults import FullDisk
+from tests.helpers.csv_experiments import curve_row
 
 
 def ExperimentDir(root):
@@ -23,15 +24,7 @@ def ExperimentDir(root):
     return experiment_dir.ExperimentDir(root, arm_order=arm_registry.order_key)
 
 
-def _row(it, val_loss, val_acc=0.5, test_acc=0.5, train_acc=None, train_loss=None):
-    return dict(
-        iteration=it,
-        train_loss=train_loss,
-        train_accuracy=train_acc,
-        val_loss=val_loss,
-        val_accuracy=val_acc,
-        test_accuracy=test_acc,
-    )
+_row = curve_row
 
 
 def _listing(directory):
